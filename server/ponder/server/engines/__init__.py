@@ -1,0 +1,1 @@
+"""Inference engines: HTTP replicas, their pool, and engines Ponder starts itself."""

@@ -1,0 +1,374 @@
+"""One OpenAI-compatible engine replica over HTTP: vLLM, llama.cpp's server, or any other."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import replace
+from enum import StrEnum
+from typing import Any, TypeVar
+
+import httpx
+
+from ponder.server.engines.retry import (
+    RETRYABLE_STATUSES,
+    RetryPolicy,
+    is_retryable_transport_error,
+)
+from ponder.strategies.engine import (
+    Choice,
+    EngineError,
+    EngineRejected,
+    EngineTimeout,
+    EngineUnavailable,
+    Generation,
+    Message,
+    Prompt,
+    Sampling,
+    StreamEnd,
+    StreamEvent,
+    TextDelta,
+)
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+class EngineKind(StrEnum):
+    VLLM = "vllm"
+    LLAMACPP = "llamacpp"
+    OPENAI = "openai"
+
+    @classmethod
+    def from_owner(cls, owned_by: str) -> EngineKind:
+        """The kind an engine declares in /v1/models' ``owned_by``."""
+        owner = owned_by.lower()
+        if owner == "vllm":
+            return cls.VLLM
+        if owner in {"llamacpp", "llama.cpp"}:
+            return cls.LLAMACPP
+        return cls.OPENAI
+
+
+def normalise_base_url(url: str) -> str:
+    """``http://host:port`` from a URL given with or without ``/v1``."""
+    url = url.rstrip("/")
+    return url[: -len("/v1")] if url.endswith("/v1") else url
+
+
+class HTTPEngine:
+    """An :class:`~ponder.strategies.engine.Engine` over one replica's HTTP API.
+
+    One pooled ``httpx.AsyncClient`` per replica. Calls are retried with
+    backoff on connection errors and 502/503, only before anything of the
+    call has reached the caller.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        model: str = "",
+        kind: EngineKind | None = None,
+        timeout: float = 300.0,
+        connect_timeout: float = 10.0,
+        retry: RetryPolicy | None = None,
+        api_key: str | None = None,
+        max_connections: int = 256,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.base_url = normalise_base_url(base_url)
+        self._model = model
+        self.kind = kind
+        self.retry = retry or RetryPolicy()
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._client = httpx.AsyncClient(
+            base_url=self.base_url,
+            headers=headers,
+            timeout=httpx.Timeout(timeout, connect=connect_timeout),
+            limits=httpx.Limits(
+                max_connections=max_connections, max_keepalive_connections=max_connections
+            ),
+            transport=transport,
+        )
+        self.outstanding = 0
+        # Engines that ignore ``n`` are found out on the first call and then
+        # fanned out to concurrent calls instead.
+        self._batches_n = True
+
+    def __repr__(self) -> str:
+        return f"HTTPEngine({self.base_url!r}, model={self._model!r}, kind={self.kind})"
+
+    @property
+    def model(self) -> str:
+        return self._model
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    # -- discovery and health -------------------------------------------------
+
+    async def discover(self) -> None:
+        """Learn the served model and the engine's kind from /v1/models."""
+        response = await self._client.get("/v1/models", timeout=10.0)
+        response.raise_for_status()
+        models = response.json().get("data") or []
+        if not models:
+            raise EngineUnavailable(f"{self.base_url} serves no model")
+        entry = next((m for m in models if m.get("id") == self._model), models[0])
+        self._model = self._model or str(entry["id"])
+        if self.kind is None:
+            self.kind = EngineKind.from_owner(str(entry.get("owned_by", "")))
+
+    async def healthy(self) -> bool:
+        """Whether the replica answers now (vLLM and llama.cpp both serve /health)."""
+        path = "/v1/models" if self.kind is EngineKind.OPENAI else "/health"
+        try:
+            response = await self._client.get(path, timeout=5.0)
+        except httpx.HTTPError:
+            return False
+        return response.status_code == 200
+
+    # -- generation ------------------------------------------------------------
+
+    async def generate(self, prompt: Prompt, *, n: int = 1, sampling: Sampling) -> Generation:
+        if n < 1:
+            raise ValueError("n must be at least 1")
+        if n == 1 or self._batches_n:
+            generation = await self._generate_once(prompt, n, sampling)
+            if len(generation.choices) >= n:
+                return generation
+            logger.warning("%s returned %d of %d choices; fanning out instead",
+                           self.base_url, len(generation.choices), n)
+            self._batches_n = False
+            missing = n - len(generation.choices)
+            rest = await self._fan_out(prompt, missing, sampling, seed_offset=len(generation.choices))
+            return _merge([generation, *rest])
+        return _merge(await self._fan_out(prompt, n, sampling, seed_offset=0))
+
+    async def _fan_out(
+        self, prompt: Prompt, n: int, sampling: Sampling, *, seed_offset: int
+    ) -> list[Generation]:
+        # Identical seeds would make identical samples, so each call gets its own.
+        def seeded(i: int) -> Sampling:
+            if sampling.seed is None:
+                return sampling
+            return replace(sampling, seed=sampling.seed + seed_offset + i)
+
+        return list(
+            await asyncio.gather(*(self._generate_once(prompt, 1, seeded(i)) for i in range(n)))
+        )
+
+    async def _generate_once(self, prompt: Prompt, n: int, sampling: Sampling) -> Generation:
+        path, body = self._request(prompt, sampling, n=n)
+        payload = await self._with_retries(lambda: self._post_json(path, body))
+        choices_json = sorted(payload.get("choices") or [], key=lambda c: c.get("index", 0))
+        texts = [_choice_text(choice) for choice in choices_json]
+        usage = payload.get("usage") or {}
+        prompt_tokens = int(usage.get("prompt_tokens") or 0)
+        counts = await self._completion_counts(choices_json, texts, usage)
+        return Generation(
+            choices=tuple(
+                Choice(text=text, completion_tokens=count, finish_reason=c.get("finish_reason"))
+                for text, count, c in zip(texts, counts, choices_json, strict=True)
+            ),
+            prompt_tokens=prompt_tokens,
+            model=str(payload.get("model") or self._model),
+        )
+
+    async def _completion_counts(
+        self, choices: list[dict[str, Any]], texts: list[str], usage: dict[str, Any]
+    ) -> list[int]:
+        """Completion tokens per choice.
+
+        vLLM returns each choice's token ids when asked. llama.cpp's server
+        reports one choice's count as the whole call's when ``n`` > 1, so
+        there each choice is counted with its /tokenize.
+        """
+        if all(isinstance(c.get("token_ids"), list) for c in choices):
+            return [len(c["token_ids"]) for c in choices]
+        if len(choices) == 1 and "completion_tokens" in usage:
+            return [int(usage["completion_tokens"])]
+        return list(await asyncio.gather(*(self.count_tokens(text) for text in texts)))
+
+    async def stream(self, prompt: Prompt, *, sampling: Sampling) -> AsyncIterator[StreamEvent]:
+        path, body = self._request(prompt, sampling, n=1)
+        body["stream"] = True
+        body["stream_options"] = {"include_usage": True}
+        attempt = 0
+        while True:
+            attempt += 1
+            sent_anything = False
+            try:
+                async for event in self._stream_once(path, body):
+                    sent_anything = True
+                    yield event
+                return
+            except EngineError as error:
+                if sent_anything or not error.retryable or attempt >= self.retry.attempts:
+                    raise
+            await asyncio.sleep(self.retry.delay(attempt))
+
+    async def _stream_once(self, path: str, body: dict[str, Any]) -> AsyncIterator[StreamEvent]:
+        parts: list[str] = []
+        usage: dict[str, Any] = {}
+        finish_reason: str | None = None
+        token_ids: list[int] | None = None
+        model = self._model
+        self.outstanding += 1
+        try:
+            async with self._client.stream("POST", path, json=body) as response:
+                if response.status_code >= 400:
+                    await response.aread()
+                    raise _status_error(response)
+                async for line in response.aiter_lines():
+                    if not line.startswith("data:"):
+                        continue
+                    data = line[len("data:"):].strip()
+                    if data == "[DONE]":
+                        break
+                    chunk = json.loads(data)
+                    if "error" in chunk:
+                        raise EngineError(_error_message(chunk), status=502)
+                    usage = chunk.get("usage") or usage
+                    model = str(chunk.get("model") or model)
+                    for choice in chunk.get("choices") or []:
+                        text = _delta_text(choice)
+                        if text:
+                            parts.append(text)
+                            yield TextDelta(text)
+                        if isinstance(choice.get("token_ids"), list):
+                            token_ids = (token_ids or []) + choice["token_ids"]
+                        finish_reason = choice.get("finish_reason") or finish_reason
+        except httpx.TimeoutException as error:
+            raise EngineTimeout(f"{self.base_url} timed out: {error!r}") from error
+        except httpx.HTTPError as error:
+            if is_retryable_transport_error(error):
+                raise EngineUnavailable(f"{self.base_url}: {error!r}") from error
+            raise EngineError(f"{self.base_url}: {error!r}") from error
+        finally:
+            self.outstanding -= 1
+        text = "".join(parts)
+        if token_ids is not None:
+            completion_tokens = len(token_ids)
+        elif "completion_tokens" in usage:
+            completion_tokens = int(usage["completion_tokens"])
+        else:
+            completion_tokens = await self.count_tokens(text)
+        yield StreamEnd(
+            choice=Choice(text=text, completion_tokens=completion_tokens,
+                          finish_reason=finish_reason),
+            prompt_tokens=int(usage.get("prompt_tokens") or 0),
+            model=model,
+        )
+
+    async def count_tokens(self, text: str) -> int:
+        if self.kind is EngineKind.LLAMACPP:
+            body: dict[str, Any] = {"content": text, "add_special": False}
+        else:
+            body = {"model": self._model, "prompt": text, "add_special_tokens": False}
+        payload = await self._with_retries(lambda: self._post_json("/tokenize", body))
+        if "count" in payload:
+            return int(payload["count"])
+        return len(payload.get("tokens") or [])
+
+    # -- plumbing --------------------------------------------------------------
+
+    def _request(self, prompt: Prompt, sampling: Sampling, *, n: int) -> tuple[str, dict[str, Any]]:
+        body = sampling.to_body()
+        body["model"] = self._model
+        if n != 1:
+            body["n"] = n
+        if self.kind is EngineKind.VLLM:
+            body.setdefault("return_token_ids", True)
+        if isinstance(prompt, str):
+            body["prompt"] = prompt
+            return "/v1/completions", body
+        body["messages"] = [_message_json(m) for m in prompt]
+        return "/v1/chat/completions", body
+
+    async def _post_json(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        self.outstanding += 1
+        try:
+            response = await self._client.post(path, json=body)
+        except httpx.TimeoutException as error:
+            if isinstance(error, httpx.ConnectTimeout | httpx.PoolTimeout):
+                raise EngineUnavailable(f"{self.base_url}: {error!r}") from error
+            raise EngineTimeout(f"{self.base_url} timed out after {path}: {error!r}") from error
+        except httpx.HTTPError as error:
+            if is_retryable_transport_error(error):
+                raise EngineUnavailable(f"{self.base_url}: {error!r}") from error
+            raise EngineError(f"{self.base_url}: {error!r}") from error
+        finally:
+            self.outstanding -= 1
+        if response.status_code >= 400:
+            raise _status_error(response)
+        payload = response.json()
+        if not isinstance(payload, dict):
+            raise EngineError(f"{self.base_url}{path} answered with {type(payload).__name__}")
+        return payload
+
+    async def _with_retries(self, call: Callable[[], Awaitable[T]]) -> T:
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return await call()
+            except EngineError as error:
+                if not error.retryable or attempt >= self.retry.attempts:
+                    raise
+                logger.info("retrying %s after %s (attempt %d)", self.base_url, error, attempt)
+            await asyncio.sleep(self.retry.delay(attempt))
+
+
+def _merge(generations: list[Generation]) -> Generation:
+    return Generation(
+        choices=tuple(choice for g in generations for choice in g.choices),
+        prompt_tokens=generations[0].prompt_tokens,
+        model=generations[0].model,
+        requests=sum(g.requests for g in generations),
+    )
+
+
+def _message_json(message: Message) -> dict[str, str]:
+    return {"role": message.role, "content": message.content}
+
+
+def _choice_text(choice: dict[str, Any]) -> str:
+    if "message" in choice:
+        return str((choice["message"] or {}).get("content") or "")
+    return str(choice.get("text") or "")
+
+
+def _delta_text(choice: dict[str, Any]) -> str:
+    if "delta" in choice:
+        return str((choice["delta"] or {}).get("content") or "")
+    return str(choice.get("text") or "")
+
+
+def _error_message(payload: Any) -> str:
+    if isinstance(payload, dict):
+        error = payload.get("error", payload)
+        if isinstance(error, dict):
+            return str(error.get("message") or error)
+        return str(error)
+    return str(payload)
+
+
+def _status_error(response: httpx.Response) -> EngineError:
+    try:
+        message = _error_message(response.json())
+    except ValueError:
+        message = response.text[:500]
+    status = response.status_code
+    where = f"engine {response.request.url.host}:{response.request.url.port}"
+    if status in RETRYABLE_STATUSES:
+        return EngineUnavailable(f"{where} answered {status}: {message}")
+    if status == 504:
+        return EngineTimeout(f"{where} timed out: {message}")
+    if 400 <= status < 500:
+        return EngineRejected(f"{where} rejected the request: {message}", status=400)
+    return EngineError(f"{where} failed with {status}: {message}", status=502)

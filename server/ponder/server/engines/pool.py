@@ -1,0 +1,158 @@
+"""Replicas of one or more models: health, least-outstanding routing, request affinity."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Sequence
+
+from ponder.server.engines.http_engine import HTTPEngine
+from ponder.strategies.engine import (
+    EngineError,
+    EngineUnavailable,
+    Generation,
+    Prompt,
+    Sampling,
+    StreamEvent,
+)
+
+logger = logging.getLogger(__name__)
+
+
+class EnginePool:
+    """Replicas, checked in the background; each request gets a sticky session."""
+
+    def __init__(self, replicas: Sequence[HTTPEngine], *, health_interval: float = 5.0) -> None:
+        if not replicas:
+            raise ValueError("an engine pool needs at least one replica")
+        self.replicas = list(replicas)
+        self.health_interval = health_interval
+        self._healthy: dict[int, bool] = {id(r): False for r in self.replicas}
+        self._discovered: set[int] = set()
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        await self.check()
+        self._task = asyncio.create_task(self._watch(), name="engine-health")
+
+    async def aclose(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await asyncio.gather(*(r.aclose() for r in self.replicas))
+
+    async def check(self) -> None:
+        """Probe every replica once; learn its model and kind the first time it answers."""
+        await asyncio.gather(*(self._check_one(r) for r in self.replicas))
+
+    async def _check_one(self, replica: HTTPEngine) -> None:
+        healthy = await replica.healthy()
+        if healthy and id(replica) not in self._discovered:
+            try:
+                await replica.discover()
+                self._discovered.add(id(replica))
+            except Exception as error:  # noqa: BLE001 - any failure means "not ready yet"
+                logger.warning("cannot discover %s yet: %s", replica.base_url, error)
+                healthy = False
+        if healthy != self._healthy[id(replica)]:
+            logger.info("engine %s is %s", replica.base_url, "up" if healthy else "down")
+        self._healthy[id(replica)] = healthy
+
+    async def _watch(self) -> None:
+        while True:
+            await asyncio.sleep(self.health_interval)
+            await self.check()
+
+    def mark_down(self, replica: HTTPEngine) -> None:
+        if self._healthy.get(id(replica)):
+            logger.warning("engine %s marked down after a failed call", replica.base_url)
+        self._healthy[id(replica)] = False
+
+    @property
+    def ready(self) -> bool:
+        return any(self._healthy.values())
+
+    def models(self) -> list[str]:
+        """Models served by replicas that have answered at least once."""
+        return sorted({r.model for r in self.replicas if id(r) in self._discovered and r.model})
+
+    def healthy_replicas(self, model: str) -> list[HTTPEngine]:
+        return [r for r in self.replicas if self._healthy[id(r)] and r.model == model]
+
+    def pick(self, model: str, *, exclude: Sequence[HTTPEngine] = ()) -> HTTPEngine:
+        """The healthy replica of ``model`` with the fewest requests in flight."""
+        candidates = [r for r in self.healthy_replicas(model) if r not in exclude]
+        if not candidates:
+            raise EngineUnavailable(f"no engine is ready to serve model {model!r}")
+        return min(candidates, key=lambda r: r.outstanding)
+
+    def session(self, model: str) -> PoolSession:
+        return PoolSession(self, model)
+
+
+class PoolSession:
+    """The engine one client request talks to.
+
+    Every call of the request goes to one replica, so its prompts share that
+    replica's prefix cache; only when that replica fails does the session
+    move to another, and only for a call that has sent nothing yet.
+    """
+
+    def __init__(self, pool: EnginePool, model: str) -> None:
+        self._pool = pool
+        self._model = model
+        self._replica: HTTPEngine | None = None
+
+    @property
+    def model(self) -> str:
+        return self._model
+
+    @property
+    def replica(self) -> HTTPEngine | None:
+        return self._replica
+
+    def _current(self, failed: Sequence[HTTPEngine]) -> HTTPEngine:
+        if self._replica is None or self._replica in failed:
+            self._replica = self._pool.pick(self._model, exclude=failed)
+        return self._replica
+
+    def _failed(self, replica: HTTPEngine, error: EngineError, failed: list[HTTPEngine]) -> None:
+        if not error.retryable:
+            raise error
+        self._pool.mark_down(replica)
+        failed.append(replica)
+
+    async def generate(self, prompt: Prompt, *, n: int = 1, sampling: Sampling) -> Generation:
+        failed: list[HTTPEngine] = []
+        while True:
+            replica = self._current(failed)
+            try:
+                return await replica.generate(prompt, n=n, sampling=sampling)
+            except EngineError as error:
+                self._failed(replica, error, failed)
+
+    async def stream(self, prompt: Prompt, *, sampling: Sampling) -> AsyncIterator[StreamEvent]:
+        failed: list[HTTPEngine] = []
+        while True:
+            replica = self._current(failed)
+            sent_anything = False
+            try:
+                async for event in replica.stream(prompt, sampling=sampling):
+                    sent_anything = True
+                    yield event
+                return
+            except EngineError as error:
+                if sent_anything:
+                    raise
+                self._failed(replica, error, failed)
+
+    async def count_tokens(self, text: str) -> int:
+        failed: list[HTTPEngine] = []
+        while True:
+            replica = self._current(failed)
+            try:
+                return await replica.count_tokens(text)
+            except EngineError as error:
+                self._failed(replica, error, failed)

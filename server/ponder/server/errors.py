@@ -1,0 +1,125 @@
+"""Every failure a client can see, and its OpenAI error envelope."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from ponder.server.protocol import ErrorDetail, ErrorResponse
+from ponder.strategies.engine import EngineError, EngineRejected, EngineTimeout
+from ponder.strategies.registry import InvalidParams, UnknownStrategy
+
+logger = logging.getLogger(__name__)
+
+
+class PonderError(Exception):
+    status = 500
+    type = "server_error"
+    code: str | None = None
+
+    def __init__(self, message: str, *, param: str | None = None, code: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        if code is not None:
+            self.code = code
+
+    def envelope(self) -> ErrorResponse:
+        return ErrorResponse(
+            error=ErrorDetail(message=self.message, type=self.type, param=self.param,
+                              code=self.code)
+        )
+
+
+class InvalidRequest(PonderError):
+    status = 400
+    type = "invalid_request_error"
+
+
+class ModelNotFound(PonderError):
+    status = 404
+    type = "invalid_request_error"
+    code = "model_not_found"
+
+
+class NoEngineReady(PonderError):
+    status = 503
+    type = "server_error"
+    code = "engine_unavailable"
+
+
+class EngineTimedOut(PonderError):
+    status = 504
+    type = "server_error"
+    code = "engine_timeout"
+
+
+class EngineFailed(PonderError):
+    status = 502
+    type = "server_error"
+    code = "engine_error"
+
+
+def to_ponder_error(error: BaseException) -> PonderError:
+    """The client-facing error for any exception raised while serving a request."""
+    if isinstance(error, PonderError):
+        return error
+    if isinstance(error, UnknownStrategy):
+        return InvalidRequest(str(error), param="ponder.strategy", code="unknown_strategy")
+    if isinstance(error, InvalidParams):
+        return InvalidRequest(str(error), param=error.param, code="invalid_parameter")
+    if isinstance(error, EngineTimeout):
+        return EngineTimedOut(str(error))
+    if isinstance(error, EngineRejected):
+        return InvalidRequest(str(error), code="engine_rejected")
+    if isinstance(error, EngineError):
+        if error.status == 503:
+            return NoEngineReady(str(error))
+        return EngineFailed(str(error))
+    logger.exception("unexpected error while serving a request", exc_info=error)
+    return PonderError("internal error; see the server log")
+
+
+def error_response(error: PonderError) -> JSONResponse:
+    return JSONResponse(status_code=error.status, content=error.envelope().model_dump())
+
+
+def _validation_error(exc: RequestValidationError) -> InvalidRequest:
+    errors = exc.errors()
+    if not errors:
+        return InvalidRequest("invalid request")
+    first: dict[str, Any] = errors[0]
+    location = [str(part) for part in first.get("loc", ()) if part != "body"]
+    if first.get("type") == "json_invalid":
+        return InvalidRequest(f"the body is not valid JSON: {first.get('msg')}",
+                              code="invalid_json")
+    param = ".".join(location) or None
+    message = str(first.get("msg", "invalid value"))
+    return InvalidRequest(f"{param}: {message}" if param else message, param=param,
+                          code="invalid_parameter")
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    async def on_ponder_error(_: Request, exc: Exception) -> JSONResponse:
+        return error_response(to_ponder_error(exc))
+
+    async def on_validation_error(_: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)
+        return error_response(_validation_error(exc))
+
+    async def on_http_error(_: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, StarletteHTTPException)
+        error = PonderError(str(exc.detail))
+        error.status = exc.status_code
+        error.type = "invalid_request_error" if exc.status_code < 500 else "server_error"
+        return error_response(error)
+
+    app.add_exception_handler(PonderError, on_ponder_error)
+    app.add_exception_handler(RequestValidationError, on_validation_error)
+    app.add_exception_handler(StarletteHTTPException, on_http_error)
+    app.add_exception_handler(Exception, on_ponder_error)

@@ -1,0 +1,61 @@
+"""HTTP routes: thin; the work is in :class:`~ponder.server.serving.CompletionServing`."""
+
+from __future__ import annotations
+
+import time
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+
+from ponder.server.gateway import Gateway
+from ponder.server.metrics import CONTENT_TYPE_LATEST
+from ponder.server.protocol import ChatCompletionRequest, CompletionRequest, ModelCard, ModelList
+
+router = APIRouter()
+
+
+def _gateway(request: Request) -> Gateway:
+    gateway: Gateway = request.app.state.gateway
+    return gateway
+
+
+@router.post("/v1/chat/completions")
+async def chat_completions(body: ChatCompletionRequest, request: Request) -> Response:
+    serving = _gateway(request).serving
+    return await serving.serve(serving.plan_chat(body), request)
+
+
+@router.post("/v1/completions")
+async def completions(body: CompletionRequest, request: Request) -> Response:
+    serving = _gateway(request).serving
+    return await serving.serve(serving.plan_text(body), request)
+
+
+@router.get("/v1/models")
+async def models(request: Request) -> ModelList:
+    gateway = _gateway(request)
+    created = int(time.time())
+    cards: list[ModelCard] = []
+    for model in gateway.engines.models():
+        cards.append(ModelCard(id=model, created=created))
+        cards.extend(ModelCard(id=f"{strategy}:{model}", created=created)
+                     for strategy in gateway.registry)
+    return ModelList(data=cards)
+
+
+@router.get("/health")
+async def health() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/ready")
+async def ready(request: Request) -> JSONResponse:
+    gateway = _gateway(request)
+    if gateway.engines.ready:
+        return JSONResponse({"status": "ready", "models": gateway.engines.models()})
+    return JSONResponse({"status": "waiting for an engine"}, status_code=503)
+
+
+@router.get("/metrics")
+async def metrics(request: Request) -> Response:
+    return Response(_gateway(request).metrics.render(), media_type=CONTENT_TYPE_LATEST)

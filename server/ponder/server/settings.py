@@ -1,0 +1,138 @@
+"""Server settings: flags over ``PONDER_*`` environment over a YAML file over defaults."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import BaseModel, Field, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+
+from ponder.strategies.base import Limits
+
+
+class Preset(BaseModel):
+    """A strategy configuration chosen by ``reasoning_effort``."""
+
+    strategy: str
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+def default_presets() -> dict[str, Preset]:
+    return {
+        "low": Preset(strategy="cot"),
+        "medium": Preset(strategy="self_consistency", params={"n": 4}),
+        "high": Preset(strategy="pdr", params={"schedule": [8, 4, 1]}),
+    }
+
+
+def default_cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "ponder"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="PONDER_", env_nested_delimiter="__", extra="forbid"
+    )
+
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    log_level: str = "info"
+
+    # Engines. No URL and no vLLM model: Ponder starts the embedded engine.
+    engine_urls: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    engine_api_key: str | None = None
+    vllm_model: str | None = None
+    vllm_python: str | None = Field(
+        None, description="interpreter with vLLM installed (default: this one, else "
+        "the cache's vllm-venv)"
+    )
+    vllm_args: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    vllm_max_model_len: int | None = None
+    model: str | None = Field(
+        None, description="GGUF file for the embedded engine (default: SmolLM2-135M-Instruct)"
+    )
+    served_model_name: str = "smollm2"
+    embedded_parallel: int = Field(8, ge=1, description="llama.cpp slots decoded together")
+    embedded_ctx_per_slot: int = Field(2048, ge=256)
+    threads: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
+    cache_dir: Path = Field(default_factory=default_cache_dir)
+
+    # Engine calls.
+    engine_timeout: float = Field(300.0, gt=0, description="seconds per engine call")
+    engine_connect_timeout: float = Field(10.0, gt=0)
+    engine_retries: int = Field(3, ge=1, description="attempts per call, the first included")
+    health_interval: float = Field(5.0, gt=0)
+
+    # Strategies.
+    default_strategy: str = "direct"
+    presets: dict[str, Preset] = Field(default_factory=default_presets)
+    max_n: int = Field(16, ge=1)
+    max_drafts_per_round: int = Field(16, ge=1)
+    max_rounds: int = Field(8, ge=1)
+    max_tokens_per_call: int = Field(4096, ge=1)
+    max_total_tokens: int = Field(200_000, ge=1)
+    default_max_tokens: int = Field(512, ge=1, description="per call, when a request sets none")
+
+    @field_validator("engine_urls", "vllm_args", mode="before")
+    @classmethod
+    def _split_commas(cls, value: Any) -> Any:
+        # PONDER_ENGINE_URLS=http://a:8000,http://b:8000 is easier to write than JSON.
+        if isinstance(value, str):
+            if value.lstrip().startswith("["):
+                return json.loads(value)
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @property
+    def limits(self) -> Limits:
+        return Limits(
+            max_n=self.max_n,
+            max_drafts_per_round=self.max_drafts_per_round,
+            max_rounds=self.max_rounds,
+            max_total_tokens=self.max_total_tokens,
+        )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if settings_cls.model_config.get("yaml_file"):
+            sources.append(YamlConfigSettingsSource(settings_cls))
+        return tuple(sources)
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
+    """Settings from ``overrides`` (flags), then the environment, then ``config_file``."""
+    config_file = config_file or _env_config_file()
+    cls: type[Settings] = Settings
+    if config_file is not None:
+        if not config_file.is_file():
+            raise FileNotFoundError(f"config file {config_file} does not exist")
+        cls = type(
+            "FileSettings",
+            (Settings,),
+            {"model_config": SettingsConfigDict(**{**Settings.model_config,
+                                                   "yaml_file": str(config_file)})},
+        )
+    return cls(**{key: value for key, value in overrides.items() if value is not None})
+
+
+def _env_config_file() -> Path | None:
+    value = os.environ.get("PONDER_CONFIG")
+    return Path(value) if value else None

@@ -1,0 +1,155 @@
+"""Token accounting for one request: every call, and the critical path.
+
+A request's engine calls form a sequence of *steps*; the calls inside one
+step run in parallel, and each step waits for the one before. Following the
+PDR paper, every sample counts as one call of ``input + output`` tokens:
+
+- ``total_tokens`` (B_total) sums every sample's input and output tokens;
+- ``sequential_tokens`` (B_seq) sums, over steps, the largest sample of the
+  step — the tokens on the critical path that latency follows.
+
+``prompt_tokens`` and ``completion_tokens`` are what the engines billed:
+a prompt shared by ``n`` samples of one batched call is prefilled, and so
+counted, once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+from ponder.strategies.engine import Generation
+
+
+@dataclass(frozen=True, slots=True)
+class CallRecord:
+    """One sample an engine produced, as the trace shows it."""
+
+    role: str
+    round: int
+    index: int
+    step: int
+    prompt: str
+    output: str
+    prompt_tokens: int
+    completion_tokens: int
+
+    @property
+    def tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    prompt_tokens: int
+    completion_tokens: int
+    calls: int
+    rounds: int
+    drafts: int
+    sequential_tokens: int
+    total_tokens: int
+
+
+@dataclass
+class Budget:
+    """Counts the calls of one request; caps the tokens it may spend."""
+
+    max_total_tokens: int | None = None
+    records: list[CallRecord] = field(default_factory=list)
+    _billed_prompt_tokens: int = 0
+    _requests: int = 0
+    _step: int = 0
+    _in_parallel_block: bool = False
+
+    @contextmanager
+    def parallel(self) -> Iterator[None]:
+        """Calls recorded inside this block share one step of the critical path."""
+        if self._in_parallel_block:
+            yield
+            return
+        self._step += 1
+        self._in_parallel_block = True
+        try:
+            yield
+        finally:
+            self._in_parallel_block = False
+
+    def record(
+        self,
+        generation: Generation,
+        *,
+        role: str,
+        round: int,
+        prompt: str,
+        index: int | None = None,
+    ) -> None:
+        """Record every choice of ``generation`` as parallel samples of one step.
+
+        Choices are numbered from ``index``, or after the samples of the same
+        role already in this step.
+        """
+        if not self._in_parallel_block:
+            self._step += 1
+        first_index = index if index is not None else sum(
+            1 for r in self.records if r.step == self._step and r.role == role
+        )
+        for offset, choice in enumerate(generation.choices):
+            self.records.append(
+                CallRecord(
+                    role=role,
+                    round=round,
+                    index=first_index + offset,
+                    step=self._step,
+                    prompt=prompt,
+                    output=choice.text,
+                    prompt_tokens=generation.prompt_tokens,
+                    completion_tokens=choice.completion_tokens,
+                )
+            )
+        self._billed_prompt_tokens += generation.prompt_tokens * generation.requests
+        self._requests += generation.requests
+
+    @property
+    def total_tokens(self) -> int:
+        return sum(record.tokens for record in self.records)
+
+    @property
+    def sequential_tokens(self) -> int:
+        longest: dict[int, int] = {}
+        for record in self.records:
+            longest[record.step] = max(longest.get(record.step, 0), record.tokens)
+        return sum(longest.values())
+
+    def remaining(self) -> int | None:
+        """Tokens left under the request's cap, or ``None`` when uncapped."""
+        if self.max_total_tokens is None:
+            return None
+        return max(0, self.max_total_tokens - self.total_tokens)
+
+    def usage(self) -> Usage:
+        return Usage(
+            prompt_tokens=self._billed_prompt_tokens,
+            completion_tokens=sum(r.completion_tokens for r in self.records),
+            calls=self._requests,
+            rounds=max((r.round for r in self.records), default=0),
+            drafts=sum(1 for r in self.records if r.role == "draft"),
+            sequential_tokens=self.sequential_tokens,
+            total_tokens=self.total_tokens,
+        )
+
+
+def combine_parallel(usages: list[Usage]) -> Usage:
+    """The usage of independent runs made side by side (one per answer of ``n``).
+
+    They overlap in time, so the critical path is the longest run's.
+    """
+    return Usage(
+        prompt_tokens=sum(u.prompt_tokens for u in usages),
+        completion_tokens=sum(u.completion_tokens for u in usages),
+        calls=sum(u.calls for u in usages),
+        rounds=max((u.rounds for u in usages), default=0),
+        drafts=sum(u.drafts for u in usages),
+        sequential_tokens=max((u.sequential_tokens for u in usages), default=0),
+        total_tokens=sum(u.total_tokens for u in usages),
+    )

@@ -1,0 +1,157 @@
+"""The seam between strategies and inference engines.
+
+Strategies see engines only through :class:`Engine`. The server implements it
+over HTTP (vLLM, llama.cpp's server, any OpenAI-compatible engine); the
+scripted engine in :mod:`ponder.strategies.testing` implements it in-process
+for tests of control flow.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol, runtime_checkable
+
+Role = Literal["system", "user", "assistant", "tool", "developer"]
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    role: str
+    content: str
+
+
+#: A chat prompt (sent to /v1/chat/completions) or raw text (/v1/completions).
+Prompt = Sequence[Message] | str
+
+
+@dataclass(frozen=True, slots=True)
+class Sampling:
+    """Sampling parameters for one engine call.
+
+    ``extra`` carries OpenAI or engine-specific fields that Ponder does not
+    interpret (``top_k``, ``min_p``, ``logit_bias`` ...); they are forwarded
+    to the engine unchanged.
+    """
+
+    max_tokens: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    seed: int | None = None
+    stop: tuple[str, ...] = ()
+    presence_penalty: float | None = None
+    frequency_penalty: float | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_body(self) -> dict[str, Any]:
+        """The OpenAI request fields this sampling sets (unset ones omitted)."""
+        body: dict[str, Any] = dict(self.extra)
+        for name in (
+            "max_tokens",
+            "temperature",
+            "top_p",
+            "seed",
+            "presence_penalty",
+            "frequency_penalty",
+        ):
+            value = getattr(self, name)
+            if value is not None:
+                body[name] = value
+        if self.stop:
+            body["stop"] = list(self.stop)
+        return body
+
+
+@dataclass(frozen=True, slots=True)
+class Choice:
+    """One generated sample and the tokens it took."""
+
+    text: str
+    completion_tokens: int
+    finish_reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Generation:
+    """The result of one engine call: ``n`` choices over one shared prompt.
+
+    ``prompt_tokens`` counts the prompt once, as the engine prefilled it.
+    ``requests`` is the number of HTTP requests it took (1 when the engine
+    batched ``n`` itself, ``n`` when it fell back to concurrent calls).
+    """
+
+    choices: tuple[Choice, ...]
+    prompt_tokens: int
+    model: str
+    requests: int = 1
+
+    @property
+    def completion_tokens(self) -> int:
+        return sum(choice.completion_tokens for choice in self.choices)
+
+
+@dataclass(frozen=True, slots=True)
+class TextDelta:
+    """A piece of streamed text from the engine."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class StreamEnd:
+    """The end of a stream: the whole choice and the prompt's token count."""
+
+    choice: Choice
+    prompt_tokens: int
+    model: str
+
+
+StreamEvent = TextDelta | StreamEnd
+
+
+@runtime_checkable
+class Engine(Protocol):
+    """What a strategy may ask of an inference engine."""
+
+    @property
+    def model(self) -> str:
+        """The model name the engine serves."""
+        ...
+
+    async def generate(self, prompt: Prompt, *, n: int = 1, sampling: Sampling) -> Generation:
+        """``n`` samples for one prompt, in one batched call where possible."""
+        ...
+
+    def stream(self, prompt: Prompt, *, sampling: Sampling) -> AsyncIterator[StreamEvent]:
+        """One sample, its text delivered as it is generated, then a ``StreamEnd``."""
+        ...
+
+    async def count_tokens(self, text: str) -> int:
+        """Tokens of ``text`` in the engine's own tokenizer."""
+        ...
+
+
+class EngineError(Exception):
+    """An engine call failed. ``status`` follows HTTP where it applies."""
+
+    def __init__(self, message: str, *, status: int = 502, retryable: bool = False) -> None:
+        super().__init__(message)
+        self.status = status
+        self.retryable = retryable
+
+
+class EngineTimeout(EngineError):
+    def __init__(self, message: str) -> None:
+        super().__init__(message, status=504, retryable=False)
+
+
+class EngineUnavailable(EngineError):
+    def __init__(self, message: str) -> None:
+        super().__init__(message, status=503, retryable=True)
+
+
+class EngineRejected(EngineError):
+    """The engine refused the request as invalid (its 4xx); never retried."""
+
+    def __init__(self, message: str, *, status: int = 400) -> None:
+        super().__init__(message, status=status, retryable=False)
