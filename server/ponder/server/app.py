@@ -23,9 +23,13 @@ def build_pool(settings: Settings) -> EnginePool:
     """A pool over ``settings.engine_urls``."""
     retry = RetryPolicy(attempts=settings.engine_retries)
     replicas = [
-        HTTPEngine(url, timeout=settings.engine_timeout,
-                   connect_timeout=settings.engine_connect_timeout, retry=retry,
-                   api_key=settings.engine_api_key)
+        HTTPEngine(
+            url,
+            timeout=settings.engine_timeout,
+            connect_timeout=settings.engine_connect_timeout,
+            retry=retry,
+            api_key=settings.engine_api_key,
+        )
         for url in settings.engine_urls
     ]
     return EnginePool(replicas, health_interval=settings.health_interval)

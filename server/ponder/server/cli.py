@@ -16,8 +16,9 @@ from ponder.server.app import create_app
 from ponder.server.engines.launch import planned_engines
 from ponder.server.settings import load_settings
 
-app = typer.Typer(help="Ponder: an OpenAI-compatible server that reasons before it answers.",
-                  no_args_is_help=True)
+app = typer.Typer(
+    help="Ponder: an OpenAI-compatible server that reasons before it answers.", no_args_is_help=True
+)
 
 
 @app.callback()
@@ -26,8 +27,11 @@ def _root() -> None:
 
 
 def _configure_logging(level: str) -> None:
-    logging.basicConfig(level=level.upper(), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.basicConfig(
+        level=level.upper(),
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
     # One line per engine call is noise beside Ponder's one line per request.
     logging.getLogger("httpx").setLevel(logging.WARNING)
 
@@ -42,24 +46,40 @@ def serve(
     config: Annotated[Path | None, typer.Option(help="YAML settings file")] = None,
     host: Annotated[str | None, typer.Option(help="address to bind")] = None,
     port: Annotated[int | None, typer.Option(help="port to bind")] = None,
-    engine_url: Annotated[list[str] | None, typer.Option(
-        "--engine-url", help="a running OpenAI-compatible engine (repeat for replicas)")] = None,
-    vllm_model: Annotated[str | None, typer.Option(
-        help="start vLLM engines for this model (one per GPU, or one on CPU)")] = None,
-    model: Annotated[str | None, typer.Option(
-        help="GGUF file for the embedded engine (default: SmolLM2-135M-Instruct)")] = None,
-    served_model_name: Annotated[str | None, typer.Option(
-        help="model name of engines Ponder starts")] = None,
-    default_strategy: Annotated[str | None, typer.Option(
-        help="strategy for requests that name none")] = None,
+    engine_url: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--engine-url", help="a running OpenAI-compatible engine (repeat for replicas)"
+        ),
+    ] = None,
+    vllm_model: Annotated[
+        str | None,
+        typer.Option(help="start vLLM engines for this model (one per GPU, or one on CPU)"),
+    ] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(help="GGUF file for the embedded engine (default: SmolLM2-135M-Instruct)"),
+    ] = None,
+    served_model_name: Annotated[
+        str | None, typer.Option(help="model name of engines Ponder starts")
+    ] = None,
+    default_strategy: Annotated[
+        str | None, typer.Option(help="strategy for requests that name none")
+    ] = None,
     log_level: Annotated[str | None, typer.Option(help="debug, info, warning, error")] = None,
 ) -> None:
     """Serve the OpenAI API; start an engine when none is given."""
     try:
         settings = load_settings(
-            config, host=host, port=port, engine_urls=engine_url or None, vllm_model=vllm_model,
-            model=model, served_model_name=served_model_name,
-            default_strategy=default_strategy, log_level=log_level,
+            config,
+            host=host,
+            port=port,
+            engine_urls=engine_url or None,
+            vllm_model=vllm_model,
+            model=model,
+            served_model_name=served_model_name,
+            default_strategy=default_strategy,
+            log_level=log_level,
         )
     except Exception as error:
         typer.echo(f"ponder: bad settings: {error}", err=True)
@@ -74,8 +94,13 @@ def serve(
                 urls.append(engine.url)
             settings = settings.model_copy(update={"engine_urls": urls})
         signal.signal(signal.SIGTERM, previous)
-        uvicorn.run(create_app(settings), host=settings.host, port=settings.port,
-                    log_level=settings.log_level, access_log=False)
+        uvicorn.run(
+            create_app(settings),
+            host=settings.host,
+            port=settings.port,
+            log_level=settings.log_level,
+            access_log=False,
+        )
 
 
 def main() -> None:

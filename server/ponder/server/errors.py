@@ -31,8 +31,9 @@ class PonderError(Exception):
 
     def envelope(self) -> ErrorResponse:
         return ErrorResponse(
-            error=ErrorDetail(message=self.message, type=self.type, param=self.param,
-                              code=self.code)
+            error=ErrorDetail(
+                message=self.message, type=self.type, param=self.param, code=self.code
+            )
         )
 
 
@@ -96,12 +97,14 @@ def _validation_error(exc: RequestValidationError) -> InvalidRequest:
     first: dict[str, Any] = errors[0]
     location = [str(part) for part in first.get("loc", ()) if part != "body"]
     if first.get("type") == "json_invalid":
-        return InvalidRequest(f"the body is not valid JSON: {first.get('msg')}",
-                              code="invalid_json")
+        return InvalidRequest(
+            f"the body is not valid JSON: {first.get('msg')}", code="invalid_json"
+        )
     param = ".".join(location) or None
     message = str(first.get("msg", "invalid value"))
-    return InvalidRequest(f"{param}: {message}" if param else message, param=param,
-                          code="invalid_parameter")
+    return InvalidRequest(
+        f"{param}: {message}" if param else message, param=param, code="invalid_parameter"
+    )
 
 
 def install_error_handlers(app: FastAPI) -> None:

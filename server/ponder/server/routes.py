@@ -21,14 +21,12 @@ def _gateway(request: Request) -> Gateway:
 
 @router.post("/v1/chat/completions")
 async def chat_completions(body: ChatCompletionRequest, request: Request) -> Response:
-    serving = _gateway(request).serving
-    return await serving.serve(serving.plan_chat(body), request)
+    return await _gateway(request).serving.handle(body, request)
 
 
 @router.post("/v1/completions")
 async def completions(body: CompletionRequest, request: Request) -> Response:
-    serving = _gateway(request).serving
-    return await serving.serve(serving.plan_text(body), request)
+    return await _gateway(request).serving.handle(body, request)
 
 
 @router.get("/v1/models")
@@ -38,8 +36,9 @@ async def models(request: Request) -> ModelList:
     cards: list[ModelCard] = []
     for model in gateway.engines.models():
         cards.append(ModelCard(id=model, created=created))
-        cards.extend(ModelCard(id=f"{strategy}:{model}", created=created)
-                     for strategy in gateway.registry)
+        cards.extend(
+            ModelCard(id=f"{strategy}:{model}", created=created) for strategy in gateway.registry
+        )
     return ModelList(data=cards)
 
 

@@ -61,6 +61,10 @@ def select(
             )
         if preset.strategy in registry:
             return Selection(model, preset.strategy, {**preset.params, **ponder})
-        logger.warning("reasoning_effort=%s names strategy %r, which is not installed; "
-                       "using %r", reasoning_effort, preset.strategy, default_strategy)
+        logger.warning(
+            "reasoning_effort=%s names strategy %r, which is not installed; using %r",
+            reasoning_effort,
+            preset.strategy,
+            default_strategy,
+        )
     return Selection(model, default_strategy, ponder)

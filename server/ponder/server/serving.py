@@ -52,8 +52,9 @@ logger = logging.getLogger("ponder.requests")
 T = TypeVar("T")
 
 #: OpenAI fields that describe the caller, not the generation: never forwarded.
-_NOT_FORWARDED = frozenset({"metadata", "store", "service_tier", "prompt_cache_key",
-                            "safety_identifier"})
+_NOT_FORWARDED = frozenset(
+    {"metadata", "store", "service_tier", "prompt_cache_key", "safety_identifier"}
+)
 
 Kind = Literal["chat", "text"]
 
@@ -106,6 +107,23 @@ class CompletionServing:
         self.registry = registry
         self.metrics = metrics
 
+    async def handle(
+        self, body: ChatCompletionRequest | CompletionRequest, request: Request
+    ) -> Response:
+        """Plan the request and serve it; any failure becomes an OpenAI error."""
+        try:
+            if isinstance(body, ChatCompletionRequest):
+                plan = self.plan_chat(body)
+            else:
+                plan = self.plan_text(body)
+        except Exception as exc:
+            error = to_ponder_error(exc)
+            # Labels take no user strings: a refused request's model or
+            # strategy may be anything the client typed.
+            self.metrics.requests.labels("-", "-", str(error.status)).inc()
+            return error_response(error)
+        return await self.serve(plan, request)
+
     # -- planning --------------------------------------------------------------
 
     def plan_chat(self, body: ChatCompletionRequest) -> Plan:
@@ -130,20 +148,27 @@ class CompletionServing:
     ) -> Plan:
         settings = self.settings
         selection = select(
-            model=body.model, ponder=body.ponder, reasoning_effort=reasoning_effort,
-            registry=self.registry, default_strategy=settings.default_strategy,
+            model=body.model,
+            ponder=body.ponder,
+            reasoning_effort=reasoning_effort,
+            registry=self.registry,
+            default_strategy=settings.default_strategy,
             presets=settings.presets,
         )
         strategy = self.registry.build(selection.strategy, selection.params)
         if body.n * len(prompts) > settings.max_n:
             raise InvalidRequest(
                 f"n is {body.n * len(prompts)} answers; the server's cap (max_n) is "
-                f"{settings.max_n}", param="n", code="over_cap",
+                f"{settings.max_n}",
+                param="n",
+                code="over_cap",
             )
         if max_tokens is not None and max_tokens > settings.max_tokens_per_call:
             raise InvalidRequest(
                 f"max_tokens {max_tokens} is over the server's cap (max_tokens_per_call) of "
-                f"{settings.max_tokens_per_call}", param="max_tokens", code="over_cap",
+                f"{settings.max_tokens_per_call}",
+                param="max_tokens",
+                code="over_cap",
             )
         try:
             strategy.check_limits(settings.limits)
@@ -174,12 +199,24 @@ class CompletionServing:
         for p, prompt in enumerate(prompts):
             runs = [(body.n, 0)] if strategy.answers_n else [(1, i) for i in range(body.n)]
             for n, start in runs:
-                jobs.append(Job(prompt, n, p * body.n + start,
-                                Budget(max_total_tokens=settings.max_total_tokens)))
+                jobs.append(
+                    Job(
+                        prompt,
+                        n,
+                        p * body.n + start,
+                        Budget(max_total_tokens=settings.max_total_tokens),
+                    )
+                )
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         return Plan(
-            request_id=uuid.uuid4().hex, kind=kind, selection=selection, strategy=strategy,
-            sampling=sampling, jobs=jobs, response_model=body.model, stream=body.stream,
+            request_id=uuid.uuid4().hex,
+            kind=kind,
+            selection=selection,
+            strategy=strategy,
+            sampling=sampling,
+            jobs=jobs,
+            response_model=body.model,
+            stream=body.stream,
             include_usage=include_usage,
         )
 
@@ -196,11 +233,19 @@ class CompletionServing:
         async def run_job(job: Job) -> StrategyResult:
             sink = None
             if on_delta is not None:
+
                 async def sink(index: int, text: str, job: Job = job) -> None:
                     await on_delta(job.offset + index, text)
+
             ctx = StrategyContext(
-                engine=engine, prompt=job.prompt, sampling=plan.sampling, budget=job.budget,
-                n=job.n, limits=self.settings.limits, on_delta=sink, on_progress=on_progress,
+                engine=engine,
+                prompt=job.prompt,
+                sampling=plan.sampling,
+                budget=job.budget,
+                n=job.n,
+                limits=self.settings.limits,
+                on_delta=sink,
+                on_progress=on_progress,
             )
             return await plan.strategy.run(ctx)
 
@@ -243,8 +288,7 @@ class CompletionServing:
         created = int(time.time())
         chunk_id = ("chatcmpl-" if plan.kind == "chat" else "cmpl-") + plan.request_id
 
-        def chunk(index: int, text: str | None, finish: str | None = None,
-                  **more: Any) -> bytes:
+        def chunk(index: int, text: str | None, finish: str | None = None, **more: Any) -> bytes:
             choice: dict[str, Any] = {"index": index, "finish_reason": finish}
             if plan.kind == "chat":
                 delta: dict[str, str] = {}
@@ -258,8 +302,16 @@ class CompletionServing:
             else:
                 choice["text"] = text or ""
                 obj = "text_completion"
-            return sse.event({"id": chunk_id, "object": obj, "created": created,
-                              "model": plan.response_model, "choices": [choice], **more})
+            return sse.event(
+                {
+                    "id": chunk_id,
+                    "object": obj,
+                    "created": created,
+                    "model": plan.response_model,
+                    "choices": [choice],
+                    **more,
+                }
+            )
 
         async def on_delta(index: int, text: str) -> None:
             streamed[index] = True
@@ -314,12 +366,22 @@ class CompletionServing:
                         yield chunk(index, None, answer.finish_reason or "stop")
                     usage = outcome.usage.model_dump()
                     if plan.include_usage:
-                        yield sse.event({"id": chunk_id, "object": _chunk_object(plan),
-                                         "created": created, "model": plan.response_model,
-                                         "choices": [], "usage": usage, "ponder": info})
+                        yield sse.event(
+                            {
+                                "id": chunk_id,
+                                "object": _chunk_object(plan),
+                                "created": created,
+                                "model": plan.response_model,
+                                "choices": [],
+                                "usage": usage,
+                                "ponder": info,
+                            }
+                        )
                     else:
-                        yield sse.comment("ponder " + json.dumps(
-                            {"usage": usage, "ponder": info}, separators=(",", ":")))
+                        yield sse.comment(
+                            "ponder "
+                            + json.dumps({"usage": usage, "ponder": info}, separators=(",", ":"))
+                        )
                     yield sse.DONE
                     return
             except asyncio.CancelledError:
@@ -329,59 +391,90 @@ class CompletionServing:
                 await _cancel(task)
                 self._log(plan, status, started, outcome)
 
-        return StreamingResponse(body(), media_type="text/event-stream",
-                                 headers={"Cache-Control": "no-cache",
-                                          "X-Accel-Buffering": "no"})
+        return StreamingResponse(
+            body(),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
 
     def _info(self, plan: Plan, outcome: Outcome) -> PonderInfo:
         params = plan.strategy.params
         trace = None
         if params.trace:
-            trace = [TraceCall(role=r.role, round=r.round, index=r.index, step=r.step,
-                               prompt=r.prompt, output=r.output,
-                               prompt_tokens=r.prompt_tokens,
-                               completion_tokens=r.completion_tokens)
-                     for r in outcome.records]
+            trace = [
+                TraceCall(
+                    role=r.role,
+                    round=r.round,
+                    index=r.index,
+                    step=r.step,
+                    prompt=r.prompt,
+                    output=r.output,
+                    prompt_tokens=r.prompt_tokens,
+                    completion_tokens=r.completion_tokens,
+                )
+                for r in outcome.records
+            ]
         details = None
         if outcome.details:
-            details = outcome.details[0] if len(outcome.details) == 1 else {
-                "runs": outcome.details}
-        return PonderInfo(strategy=plan.selection.strategy,
-                          params=params.model_dump(), trace=trace, details=details)
+            details = outcome.details[0] if len(outcome.details) == 1 else {"runs": outcome.details}
+        return PonderInfo(
+            strategy=plan.selection.strategy,
+            params=params.model_dump(),
+            trace=trace,
+            details=details,
+        )
 
     def _response(self, plan: Plan, outcome: Outcome) -> ChatCompletion | Completion:
         info = self._info(plan, outcome)
         if plan.kind == "chat":
             return ChatCompletion(
-                id="chatcmpl-" + plan.request_id, model=plan.response_model,
-                choices=[ChatChoice(index=i, message=AssistantMessage(content=a.text),
-                                    finish_reason=a.finish_reason)
-                         for i, a in enumerate(outcome.answers)],
-                usage=outcome.usage, ponder=info,
+                id="chatcmpl-" + plan.request_id,
+                model=plan.response_model,
+                choices=[
+                    ChatChoice(
+                        index=i,
+                        message=AssistantMessage(content=a.text),
+                        finish_reason=a.finish_reason,
+                    )
+                    for i, a in enumerate(outcome.answers)
+                ],
+                usage=outcome.usage,
+                ponder=info,
             )
         return Completion(
-            id="cmpl-" + plan.request_id, model=plan.response_model,
-            choices=[CompletionChoice(index=i, text=a.text, finish_reason=a.finish_reason)
-                     for i, a in enumerate(outcome.answers)],
-            usage=outcome.usage, ponder=info,
+            id="cmpl-" + plan.request_id,
+            model=plan.response_model,
+            choices=[
+                CompletionChoice(index=i, text=a.text, finish_reason=a.finish_reason)
+                for i, a in enumerate(outcome.answers)
+            ],
+            usage=outcome.usage,
+            ponder=info,
         )
 
     def _log(self, plan: Plan, status: int, started: float, outcome: Outcome | None) -> None:
-        self.metrics.requests.labels(plan.selection.strategy, plan.selection.model,
-                                     str(status)).inc()
+        self.metrics.requests.labels(
+            plan.selection.strategy, plan.selection.model, str(status)
+        ).inc()
         line: dict[str, Any] = {
-            "event": "request", "id": plan.request_id, "endpoint": plan.kind,
-            "strategy": plan.selection.strategy, "model": plan.selection.model,
-            "stream": plan.stream, "status": status,
+            "event": "request",
+            "id": plan.request_id,
+            "endpoint": plan.kind,
+            "strategy": plan.selection.strategy,
+            "model": plan.selection.model,
+            "stream": plan.stream,
+            "status": status,
             "latency_ms": round((time.perf_counter() - started) * 1000, 1),
         }
         if outcome is not None:
             usage = outcome.usage
-            line.update(prompt_tokens=usage.prompt_tokens,
-                        completion_tokens=usage.completion_tokens,
-                        calls=usage.ponder.calls,
-                        sequential_tokens=usage.ponder.sequential_tokens,
-                        total_tokens=usage.ponder.total_tokens)
+            line.update(
+                prompt_tokens=usage.prompt_tokens,
+                completion_tokens=usage.completion_tokens,
+                calls=usage.ponder.calls,
+                sequential_tokens=usage.ponder.sequential_tokens,
+                total_tokens=usage.ponder.total_tokens,
+            )
         logger.info(json.dumps(line, separators=(",", ":")))
 
 
@@ -400,9 +493,13 @@ def _usage(usage: BudgetUsage) -> Usage:
         prompt_tokens=usage.prompt_tokens,
         completion_tokens=usage.completion_tokens,
         total_tokens=usage.prompt_tokens + usage.completion_tokens,
-        ponder=PonderUsage(calls=usage.calls, rounds=usage.rounds, drafts=usage.drafts,
-                           sequential_tokens=usage.sequential_tokens,
-                           total_tokens=usage.total_tokens),
+        ponder=PonderUsage(
+            calls=usage.calls,
+            rounds=usage.rounds,
+            drafts=usage.drafts,
+            sequential_tokens=usage.sequential_tokens,
+            total_tokens=usage.total_tokens,
+        ),
     )
 
 
@@ -419,7 +516,8 @@ async def _unless_client_leaves(work: Awaitable[T], request: Request) -> T:
     task: asyncio.Future[T] = asyncio.ensure_future(work)
     watch = asyncio.create_task(_wait_for_disconnect(request))
     try:
-        done, _ = await asyncio.wait({task, watch}, return_when=asyncio.FIRST_COMPLETED)
+        waiting: set[asyncio.Future[Any]] = {task, watch}
+        done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
         if task in done:
             return task.result()
         raise ClientGone

@@ -53,8 +53,9 @@ class Settings(BaseSettings):
     engine_api_key: str | None = None
     vllm_model: str | None = None
     vllm_python: str | None = Field(
-        None, description="interpreter with vLLM installed (default: this one, else "
-        "the cache's vllm-venv)"
+        None,
+        description="interpreter with vLLM installed (default: this one, else "
+        "the cache's vllm-venv)",
     )
     vllm_args: Annotated[list[str], NoDecode] = Field(default_factory=list)
     vllm_max_model_len: int | None = None
@@ -127,8 +128,11 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
         cls = type(
             "FileSettings",
             (Settings,),
-            {"model_config": SettingsConfigDict(**{**Settings.model_config,
-                                                   "yaml_file": str(config_file)})},
+            {
+                "model_config": SettingsConfigDict(
+                    **{**Settings.model_config, "yaml_file": str(config_file)}
+                )
+            },
         )
     return cls(**{key: value for key, value in overrides.items() if value is not None})
 

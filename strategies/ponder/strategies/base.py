@@ -80,10 +80,10 @@ class StrategyContext:
         """The request's sampling with the strategy's own overrides applied."""
         return replace(
             self.sampling,
-            temperature=self.sampling.temperature if params.temperature is None
+            temperature=self.sampling.temperature
+            if params.temperature is None
             else params.temperature,
-            max_tokens=self.sampling.max_tokens if params.max_tokens is None
-            else params.max_tokens,
+            max_tokens=self.sampling.max_tokens if params.max_tokens is None else params.max_tokens,
         )
 
     async def progress(self, note: str) -> None:
@@ -105,7 +105,12 @@ class StrategyContext:
         return generation
 
     async def final(
-        self, prompt: Prompt, *, role: str, round: int, index: int = 0,
+        self,
+        prompt: Prompt,
+        *,
+        role: str,
+        round: int,
+        index: int = 0,
         sampling: Sampling | None = None,
     ) -> Choice:
         """The call whose output is the answer: streamed to the client when it streams."""
@@ -120,8 +125,9 @@ class StrategyContext:
                 end = event
         if end is None:  # pragma: no cover - an Engine must end its stream
             raise RuntimeError("engine stream ended without a StreamEnd")
-        generation = Generation(choices=(end.choice,), prompt_tokens=end.prompt_tokens,
-                                model=end.model)
+        generation = Generation(
+            choices=(end.choice,), prompt_tokens=end.prompt_tokens, model=end.model
+        )
         self.budget.record(
             generation, role=role, round=round, prompt=render_prompt(prompt), index=index
         )

@@ -91,8 +91,10 @@ class Budget:
         """
         if not self._in_parallel_block:
             self._step += 1
-        first_index = index if index is not None else sum(
-            1 for r in self.records if r.step == self._step and r.role == role
+        first_index = (
+            index
+            if index is not None
+            else sum(1 for r in self.records if r.step == self._step and r.role == role)
         )
         for offset, choice in enumerate(generation.choices):
             self.records.append(

@@ -52,11 +52,12 @@ class Registry:
         """The built-ins, then every installed plugin that loads."""
         strategies = builtin_strategies()
         if load_entry_points:
-            builtin_names = {s.name for s in strategies}
+            names = {s.name for s in strategies}
             for plugin in _entry_point_strategies():
-                if plugin.name in builtin_names:
-                    logger.warning("plugin strategy %r shadows a built-in; ignored", plugin.name)
+                if plugin.name in names:
+                    logger.warning("plugin strategy %r is already registered; ignored", plugin.name)
                     continue
+                names.add(plugin.name)
                 strategies.append(plugin)
         return cls(strategies)
 

@@ -141,11 +141,17 @@ class HTTPEngine:
             generation = await self._generate_once(prompt, n, sampling)
             if len(generation.choices) >= n:
                 return generation
-            logger.warning("%s returned %d of %d choices; fanning out instead",
-                           self.base_url, len(generation.choices), n)
+            logger.warning(
+                "%s returned %d of %d choices; fanning out instead",
+                self.base_url,
+                len(generation.choices),
+                n,
+            )
             self._batches_n = False
             missing = n - len(generation.choices)
-            rest = await self._fan_out(prompt, missing, sampling, seed_offset=len(generation.choices))
+            rest = await self._fan_out(
+                prompt, missing, sampling, seed_offset=len(generation.choices)
+            )
             return _merge([generation, *rest])
         return _merge(await self._fan_out(prompt, n, sampling, seed_offset=0))
 
@@ -227,7 +233,7 @@ class HTTPEngine:
                 async for line in response.aiter_lines():
                     if not line.startswith("data:"):
                         continue
-                    data = line[len("data:"):].strip()
+                    data = line[len("data:") :].strip()
                     if data == "[DONE]":
                         break
                     chunk = json.loads(data)
@@ -259,8 +265,9 @@ class HTTPEngine:
         else:
             completion_tokens = await self.count_tokens(text)
         yield StreamEnd(
-            choice=Choice(text=text, completion_tokens=completion_tokens,
-                          finish_reason=finish_reason),
+            choice=Choice(
+                text=text, completion_tokens=completion_tokens, finish_reason=finish_reason
+            ),
             prompt_tokens=int(usage.get("prompt_tokens") or 0),
             model=model,
         )

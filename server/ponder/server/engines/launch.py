@@ -28,11 +28,17 @@ def planned_engines(settings: Settings) -> list[ManagedEngine]:
     if not gguf.is_file():
         raise LaunchError(f"model file {gguf} does not exist")
     port = free_port()
-    return [llamacpp_engine(
-        gguf, alias=settings.served_model_name, port=port, parallel=settings.embedded_parallel,
-        ctx_per_slot=settings.embedded_ctx_per_slot, threads=settings.threads,
-        log_file=logs / f"llamacpp-{port}.log",
-    )]
+    return [
+        llamacpp_engine(
+            gguf,
+            alias=settings.served_model_name,
+            port=port,
+            parallel=settings.embedded_parallel,
+            ctx_per_slot=settings.embedded_ctx_per_slot,
+            threads=settings.threads,
+            log_file=logs / f"llamacpp-{port}.log",
+        )
+    ]
 
 
 def vllm_python(settings: Settings) -> str:
@@ -61,8 +67,12 @@ def hf_folder_for(python: str, gguf: Path, cache_dir: Path) -> Path:
     """vLLM loads a HF folder; a GGUF is converted once and the folder cached."""
     out = cache_dir / "models" / (gguf.stem + "-hf")
     if not (out / "config.json").is_file():
-        result = subprocess.run([python, gguf_to_hf.__file__, str(gguf), str(out)],
-                                capture_output=True, text=True, check=False)
+        result = subprocess.run(
+            [python, gguf_to_hf.__file__, str(gguf), str(out)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         if result.returncode != 0:
             raise LaunchError(f"converting {gguf} for vLLM failed:\n{result.stderr[-2000:]}")
     return out
@@ -78,9 +88,17 @@ def _vllm_engines(settings: Settings, logs: Path) -> list[ManagedEngine]:
     engines = []
     for gpu in range(gpus) if gpus else [None]:
         port = free_port()
-        engines.append(vllm_engine(
-            python, model, served_name=settings.served_model_name, port=port,
-            cpu=gpus == 0, gpu=gpu, max_model_len=settings.vllm_max_model_len,
-            extra_args=settings.vllm_args, log_file=logs / f"vllm-{port}.log",
-        ))
+        engines.append(
+            vllm_engine(
+                python,
+                model,
+                served_name=settings.served_model_name,
+                port=port,
+                cpu=gpus == 0,
+                gpu=gpu,
+                max_model_len=settings.vllm_max_model_len,
+                extra_args=settings.vllm_args,
+                log_file=logs / f"vllm-{port}.log",
+            )
+        )
     return engines

@@ -77,8 +77,12 @@ class ManagedEngine:
         logger.info("starting %s engine on %s", self.name, self.url)
         try:
             self.process = subprocess.Popen(
-                self.argv, env=self.env, stdout=output, stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent,  # noqa: PLW1509
+                self.argv,
+                env=self.env,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                preexec_fn=_die_with_parent,
             )
         finally:
             if self.log_file:
@@ -145,13 +149,27 @@ def llamacpp_engine(
 ) -> ManagedEngine:
     """llama.cpp's server (from the xllamacpp wheel) serving one GGUF file."""
     argv = [
-        sys.executable, "-m", "ponder.server.engines.llamacpp_main",
-        "--model", str(gguf), "--alias", alias, "--host", host, "--port", str(port),
-        "--parallel", str(parallel), "--ctx-per-slot", str(ctx_per_slot),
-        "--threads", str(threads or os.cpu_count() or 1),
+        sys.executable,
+        "-m",
+        "ponder.server.engines.llamacpp_main",
+        "--model",
+        str(gguf),
+        "--alias",
+        alias,
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--parallel",
+        str(parallel),
+        "--ctx-per-slot",
+        str(ctx_per_slot),
+        "--threads",
+        str(threads or os.cpu_count() or 1),
     ]
-    return ManagedEngine("llama.cpp", argv, host=host, port=port, log_file=log_file,
-                         ready_timeout=120.0)
+    return ManagedEngine(
+        "llama.cpp", argv, host=host, port=port, log_file=log_file, ready_timeout=120.0
+    )
 
 
 def vllm_engine(
@@ -169,8 +187,17 @@ def vllm_engine(
 ) -> ManagedEngine:
     """vLLM's OpenAI server; on CPU in eager mode with the machine's cores."""
     argv = [
-        python, "-m", "vllm.entrypoints.openai.api_server", "--model", model,
-        "--served-model-name", served_name, "--host", host, "--port", str(port),
+        python,
+        "-m",
+        "vllm.entrypoints.openai.api_server",
+        "--model",
+        model,
+        "--served-model-name",
+        served_name,
+        "--host",
+        host,
+        "--port",
+        str(port),
     ]
     if max_model_len:
         argv += ["--max-model-len", str(max_model_len)]
@@ -190,5 +217,6 @@ def vllm_engine(
     if gpu is not None:
         env["CUDA_VISIBLE_DEVICES"] = str(gpu)
     argv += list(extra_args)
-    return ManagedEngine("vLLM", argv, host=host, port=port, env=env, log_file=log_file,
-                         ready_timeout=600.0)
+    return ManagedEngine(
+        "vLLM", argv, host=host, port=port, env=env, log_file=log_file, ready_timeout=600.0
+    )

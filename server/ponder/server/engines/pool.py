@@ -53,7 +53,7 @@ class EnginePool:
             try:
                 await replica.discover()
                 self._discovered.add(id(replica))
-            except Exception as error:  # noqa: BLE001 - any failure means "not ready yet"
+            except Exception as error:
                 logger.warning("cannot discover %s yet: %s", replica.base_url, error)
                 healthy = False
         if healthy != self._healthy[id(replica)]:

@@ -30,6 +30,11 @@ def is_retryable_transport_error(error: Exception) -> bool:
     httpx reports as ``RemoteProtocolError`` on the next request.
     """
     return isinstance(
-        error, httpx.ConnectError | httpx.RemoteProtocolError | httpx.ReadError
-        | httpx.WriteError | httpx.ConnectTimeout | httpx.PoolTimeout
+        error,
+        httpx.ConnectError
+        | httpx.RemoteProtocolError
+        | httpx.ReadError
+        | httpx.WriteError
+        | httpx.ConnectTimeout
+        | httpx.PoolTimeout,
     )

@@ -1,0 +1,112 @@
+"""An in-process scripted engine, for tests of control flow (yours and ours).
+
+It answers from a script instead of a model, counts tokens as words, and
+records every call, so a test can assert which calls a strategy made, in
+what order, with what ``n`` and what budget. It is never a stand-in for a
+real engine in a test of behaviour that depends on one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+
+from ponder.strategies.base import render_prompt
+from ponder.strategies.engine import (
+    Choice,
+    EngineError,
+    Generation,
+    Prompt,
+    Sampling,
+    StreamEnd,
+    StreamEvent,
+    TextDelta,
+)
+
+#: Writes the text of sample ``index`` for a rendered prompt.
+Script = Callable[[str, int], str]
+
+
+def echo_script(prompt: str, index: int) -> str:
+    return f"answer {index} to: {prompt.splitlines()[-1] if prompt else ''}"
+
+
+def count_words(text: str) -> int:
+    return len(text.split())
+
+
+@dataclass(frozen=True, slots=True)
+class ScriptedCall:
+    kind: str  # "generate" or "stream"
+    prompt: str
+    n: int
+    sampling: Sampling
+
+
+@dataclass
+class ScriptedEngine:
+    """An :class:`~ponder.strategies.engine.Engine` that follows a script.
+
+    ``delay`` seconds pass before each call answers (and between streamed
+    words), which lets a test cancel a call in flight; ``fail_with`` makes
+    the next calls raise; ``cancelled`` counts calls cancelled mid-way.
+    """
+
+    script: Script = echo_script
+    model: str = "scripted"
+    delay: float = 0.0
+    fail_with: list[EngineError] = field(default_factory=list)
+    calls: list[ScriptedCall] = field(default_factory=list)
+    in_flight: int = 0
+    cancelled: int = 0
+
+    async def generate(self, prompt: Prompt, *, n: int = 1, sampling: Sampling) -> Generation:
+        rendered = render_prompt(prompt)
+        self.calls.append(ScriptedCall("generate", rendered, n, sampling))
+        await self._wait()
+        texts = [self._limit(self.script(rendered, i), sampling) for i in range(n)]
+        return Generation(
+            choices=tuple(Choice(t, count_words(t), "stop") for t in texts),
+            prompt_tokens=count_words(rendered),
+            model=self.model,
+        )
+
+    async def stream(self, prompt: Prompt, *, sampling: Sampling) -> AsyncIterator[StreamEvent]:
+        rendered = render_prompt(prompt)
+        self.calls.append(ScriptedCall("stream", rendered, 1, sampling))
+        await self._wait()
+        text = self._limit(self.script(rendered, 0), sampling)
+        self.in_flight += 1
+        try:
+            for i, word in enumerate(text.split(" ")):
+                if self.delay:
+                    await asyncio.sleep(self.delay)
+                yield TextDelta(word if i == 0 else " " + word)
+        except asyncio.CancelledError:
+            self.cancelled += 1
+            raise
+        finally:
+            self.in_flight -= 1
+        yield StreamEnd(Choice(text, count_words(text), "stop"), count_words(rendered), self.model)
+
+    async def count_tokens(self, text: str) -> int:
+        return count_words(text)
+
+    async def _wait(self) -> None:
+        if self.fail_with:
+            raise self.fail_with.pop(0)
+        self.in_flight += 1
+        try:
+            await asyncio.sleep(self.delay)
+        except asyncio.CancelledError:
+            self.cancelled += 1
+            raise
+        finally:
+            self.in_flight -= 1
+
+    @staticmethod
+    def _limit(text: str, sampling: Sampling) -> str:
+        if sampling.max_tokens is None:
+            return text
+        return " ".join(text.split(" ")[: sampling.max_tokens])

@@ -1,0 +1,320 @@
+"""The gateway's control flow over the scripted engine: selection, usage, errors, streams."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import MutableMapping
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from ponder.strategies.engine import EngineRejected, EngineTimeout, EngineUnavailable
+from ponder.strategies.testing import ScriptedEngine
+
+CHAT = "/v1/chat/completions"
+
+
+def chat_body(**overrides: Any) -> dict[str, Any]:
+    return {"model": "tiny", "messages": [{"role": "user", "content": "two plus two"}], **overrides}
+
+
+def assert_envelope(response: httpx.Response, status: int, param: str | None = None) -> None:
+    assert response.status_code == status, response.text
+    error = response.json()["error"]
+    assert set(error) == {"message", "type", "param", "code"}
+    assert error["message"]
+    if param is not None:
+        assert error["param"] == param
+
+
+async def test_direct_answers_with_usage_summed_over_calls(
+    client: httpx.AsyncClient, engine: ScriptedEngine
+) -> None:
+    response = await client.post(CHAT, json=chat_body(n=3, max_tokens=50))
+    assert response.status_code == 200
+    data = response.json()
+    assert [c["index"] for c in data["choices"]] == [0, 1, 2]
+    assert len(engine.calls) == 1
+    assert engine.calls[0].n == 3
+    prompt = len(engine.calls[0].prompt.split())
+    completions = [len(c["message"]["content"].split()) for c in data["choices"]]
+    usage = data["usage"]
+    assert usage["prompt_tokens"] == prompt
+    assert usage["completion_tokens"] == sum(completions)
+    assert usage["total_tokens"] == prompt + sum(completions)
+    assert usage["ponder"] == {
+        "calls": 1,
+        "rounds": 1,
+        "drafts": 0,
+        "sequential_tokens": prompt + max(completions),
+        "total_tokens": 3 * prompt + sum(completions),
+    }
+    assert data["ponder"]["strategy"] == "direct"
+
+
+async def test_single_direct_call_has_equal_sequential_and_total(
+    client: httpx.AsyncClient,
+) -> None:
+    usage = (await client.post(CHAT, json=chat_body())).json()["usage"]
+    assert usage["ponder"]["sequential_tokens"] == usage["ponder"]["total_tokens"]
+    assert usage["ponder"]["total_tokens"] == usage["total_tokens"]
+
+
+async def test_trace_lists_every_call(client: httpx.AsyncClient) -> None:
+    data = (await client.post(CHAT, json=chat_body(n=2, ponder={"trace": True}))).json()
+    trace = data["ponder"]["trace"]
+    assert [(t["role"], t["round"], t["index"]) for t in trace] == [
+        ("answer", 1, 0),
+        ("answer", 1, 1),
+    ]
+    total = sum(t["prompt_tokens"] + t["completion_tokens"] for t in trace)
+    assert total == data["usage"]["ponder"]["total_tokens"]
+
+
+async def test_model_prefix_and_extra_body_select_the_strategy(
+    client: httpx.AsyncClient,
+) -> None:
+    prefixed = await client.post(CHAT, json=chat_body(model="direct:tiny"))
+    assert prefixed.status_code == 200
+    assert prefixed.json()["model"] == "direct:tiny"
+    assert prefixed.json()["ponder"]["strategy"] == "direct"
+    named = await client.post(CHAT, json=chat_body(ponder={"strategy": "direct"}))
+    assert named.json()["ponder"]["strategy"] == "direct"
+    clash = await client.post(CHAT, json=chat_body(model="direct:tiny", ponder={"strategy": "pdr"}))
+    assert_envelope(clash, 400, "ponder.strategy")
+
+
+async def test_sampling_and_unknown_fields_reach_the_engine(
+    client: httpx.AsyncClient, engine: ScriptedEngine
+) -> None:
+    response = await client.post(
+        CHAT,
+        json=chat_body(
+            temperature=0.3,
+            max_completion_tokens=7,
+            seed=5,
+            stop="END",
+            top_k=20,
+            user="someone",
+            metadata={"a": "b"},
+        ),
+    )
+    assert response.status_code == 200
+    sampling = engine.calls[0].sampling
+    assert (sampling.temperature, sampling.max_tokens, sampling.seed) == (0.3, 7, 5)
+    assert sampling.stop == ("END",)
+    assert sampling.extra == {"top_k": 20}
+
+
+async def test_default_max_tokens_applies_when_the_request_sets_none(
+    client: httpx.AsyncClient, engine: ScriptedEngine
+) -> None:
+    await client.post(CHAT, json=chat_body())
+    assert engine.calls[0].sampling.max_tokens == 512
+
+
+async def test_reasoning_effort_without_its_strategy_falls_back_to_the_default(
+    client: httpx.AsyncClient,
+) -> None:
+    ok = await client.post(CHAT, json=chat_body(reasoning_effort="high"))
+    assert ok.status_code == 200
+    assert ok.json()["ponder"]["strategy"] == "direct"
+    bad = await client.post(CHAT, json=chat_body(reasoning_effort="extreme"))
+    assert_envelope(bad, 400, "reasoning_effort")
+
+
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [
+        (chat_body(ponder={"strategy": "nope"}), "ponder.strategy"),
+        (chat_body(n=0), "n"),
+        (chat_body(n=9), "n"),  # over max_n
+        (chat_body(max_tokens=1001), "max_tokens"),  # over max_tokens_per_call
+        (chat_body(messages=[]), "messages"),
+        (chat_body(messages="hello"), "messages"),
+        (chat_body(temperature="hot"), "temperature"),
+        (chat_body(temperature=3), "temperature"),
+        (chat_body(ponder={"trace": "yes please"}), "ponder.trace"),
+        (chat_body(ponder={"rounds": 3}), "ponder.rounds"),  # direct has no rounds
+        ({"messages": [{"role": "user", "content": "hi"}]}, "model"),
+        (chat_body(messages=[{"role": "user", "content": [{"type": "image_url"}]}]), "messages"),
+    ],
+)
+async def test_bad_parameters_get_400_and_no_engine_call(
+    client: httpx.AsyncClient, engine: ScriptedEngine, body: dict[str, Any], param: str
+) -> None:
+    response = await client.post(CHAT, json=body)
+    assert_envelope(response, 400, param)
+    assert response.json()["error"]["type"] == "invalid_request_error"
+    assert engine.calls == []
+
+
+async def test_malformed_json_gets_400(client: httpx.AsyncClient) -> None:
+    response = await client.post(
+        CHAT,
+        content=b'{"model": "tiny", "messages": [',
+        headers={"content-type": "application/json"},
+    )
+    assert_envelope(response, 400)
+    assert response.json()["error"]["code"] == "invalid_json"
+
+
+async def test_unknown_model_gets_404(client: httpx.AsyncClient) -> None:
+    response = await client.post(CHAT, json=chat_body(model="gpt-7"))
+    assert_envelope(response, 404, "model")
+    assert response.json()["error"]["code"] == "model_not_found"
+    prefixed = await client.post(CHAT, json=chat_body(model="direct:gpt-7"))
+    assert_envelope(prefixed, 404, "model")
+
+
+@pytest.mark.parametrize(
+    ("error", "status"),
+    [
+        (EngineUnavailable("all replicas down"), 503),
+        (EngineTimeout("took too long"), 504),
+        (EngineRejected("prompt too long"), 400),
+    ],
+)
+async def test_engine_failures_map_to_statuses(
+    client: httpx.AsyncClient, engine: ScriptedEngine, error: Exception, status: int
+) -> None:
+    engine.fail_with.append(error)  # type: ignore[arg-type]
+    response = await client.post(CHAT, json=chat_body())
+    assert_envelope(response, status)
+
+
+async def test_models_lists_plain_and_prefixed_names(client: httpx.AsyncClient) -> None:
+    ids = [m["id"] for m in (await client.get("/v1/models")).json()["data"]]
+    assert ids == ["tiny", "direct:tiny"]
+
+
+async def test_health_ready_and_metrics(client: httpx.AsyncClient) -> None:
+    assert (await client.get("/health")).json() == {"status": "ok"}
+    assert (await client.get("/ready")).status_code == 200
+    await client.post(CHAT, json=chat_body())
+    await client.post(CHAT, json=chat_body(model="gpt-7"))
+    text = (await client.get("/metrics")).text
+    assert 'ponder_requests_total{model="tiny",status="200",strategy="direct"} 1.0' in text
+
+
+async def test_text_completions_with_a_list_of_prompts(
+    client: httpx.AsyncClient, engine: ScriptedEngine
+) -> None:
+    response = await client.post(
+        "/v1/completions",
+        json={"model": "tiny", "prompt": ["first", "second"], "n": 2, "max_tokens": 5},
+    )
+    data = response.json()
+    assert data["object"] == "text_completion"
+    assert [c["index"] for c in data["choices"]] == [0, 1, 2, 3]
+    assert [c.prompt for c in engine.calls] == ["first", "second"]
+    assert data["usage"]["ponder"]["calls"] == 2
+
+
+def sse_events(text: str) -> tuple[list[dict[str, Any]], list[str]]:
+    events, comments = [], []
+    for block in text.split("\n\n"):
+        for line in block.splitlines():
+            if line.startswith(":"):
+                comments.append(line[1:].strip())
+            elif line.startswith("data: ") and line != "data: [DONE]":
+                events.append(json.loads(line[len("data: ") :]))
+    return events, comments
+
+
+async def test_stream_sends_chunks_usage_and_done(client: httpx.AsyncClient) -> None:
+    response = await client.post(
+        CHAT, json=chat_body(stream=True, n=2, stream_options={"include_usage": True})
+    )
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/event-stream")
+    assert response.text.endswith("data: [DONE]\n\n")
+    events, _ = sse_events(response.text)
+    texts: dict[int, str] = {0: "", 1: ""}
+    for event in events[:-1]:
+        assert event["object"] == "chat.completion.chunk"
+        for choice in event["choices"]:
+            texts[choice["index"]] += choice["delta"].get("content", "")
+    assert all(t.startswith("answer 0 to") for t in texts.values())
+    finishes = [c["finish_reason"] for e in events for c in e["choices"] if c["finish_reason"]]
+    assert finishes == ["stop", "stop"]
+    last = events[-1]
+    assert last["choices"] == []
+    completion = sum(len(t.split()) for t in texts.values())
+    assert last["usage"]["completion_tokens"] == completion
+    assert last["ponder"]["strategy"] == "direct"
+
+
+async def test_stream_error_before_any_output_is_a_plain_error(
+    client: httpx.AsyncClient, engine: ScriptedEngine
+) -> None:
+    engine.fail_with.append(EngineUnavailable("down"))
+    response = await client.post(CHAT, json=chat_body(stream=True))
+    assert_envelope(response, 503)
+
+
+async def test_stream_error_after_output_is_sent_in_stream_then_done(app: FastAPI) -> None:
+    class FailsMidStream(ScriptedEngine):
+        async def stream(self, prompt, *, sampling):  # type: ignore[no-untyped-def]
+            async for event in super().stream(prompt, sampling=sampling):
+                yield event
+                raise EngineTimeout("engine stalled")
+
+    app.state.gateway.serving.engines._engines["tiny"] = FailsMidStream(model="tiny")
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://p") as client:
+        response = await client.post(CHAT, json=chat_body(stream=True))
+    assert response.status_code == 200
+    events, _ = sse_events(response.text)
+    assert events[-1]["error"]["code"] == "engine_timeout"
+    assert response.text.endswith("data: [DONE]\n\n")
+
+
+async def call_and_leave(app: FastAPI, body: dict[str, Any], leave_after: float) -> list[Any]:
+    """Send a request as raw ASGI, then disconnect after ``leave_after`` seconds."""
+    sent: list[Any] = []
+    payload = json.dumps(body).encode()
+    delivered = False
+
+    async def receive() -> dict[str, Any]:
+        nonlocal delivered
+        if not delivered:
+            delivered = True
+            return {"type": "http.request", "body": payload, "more_body": False}
+        await asyncio.sleep(leave_after)
+        return {"type": "http.disconnect"}
+
+    async def send(message: MutableMapping[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "path": CHAT,
+        "raw_path": CHAT.encode(),
+        "query_string": b"",
+        "headers": [(b"content-type", b"application/json")],
+        "scheme": "http",
+        "server": ("ponder", 80),
+        "client": ("test", 1),
+        "root_path": "",
+    }
+    await asyncio.wait_for(app(scope, receive, send), timeout=10)
+    return sent
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_a_client_that_leaves_cancels_its_engine_calls(
+    app: FastAPI, engine: ScriptedEngine, stream: bool
+) -> None:
+    engine.delay = 0.5  # long enough that the client leaves mid-call
+    await call_and_leave(app, chat_body(stream=stream, max_tokens=400), leave_after=0.2)
+    assert engine.cancelled == 1
+    assert engine.in_flight == 0
+    metrics = app.state.gateway.metrics.render().decode()
+    assert 'status="499"' in metrics

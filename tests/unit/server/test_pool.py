@@ -1,0 +1,123 @@
+"""Routing in the pool: health, least outstanding requests, request affinity, failover."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from ponder.server.engines.http_engine import EngineKind, HTTPEngine
+from ponder.server.engines.pool import EnginePool
+from ponder.server.engines.retry import RetryPolicy
+from ponder.strategies.engine import EngineRejected, EngineUnavailable, Message, Sampling
+
+PROMPT = [Message("user", "hi")]
+
+
+class FakeReplica:
+    """The HTTP side of one replica: answers, or is down."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.up = True
+        self.reject = False
+        self.chat_calls = 0
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        if not self.up:
+            raise httpx.ConnectError("refused")
+        if request.url.path == "/health":
+            return httpx.Response(200, json={"status": "ok"})
+        if request.url.path == "/v1/models":
+            return httpx.Response(200, json={"data": [{"id": "m", "owned_by": "vllm"}]})
+        self.chat_calls += 1
+        if self.reject:
+            return httpx.Response(400, json={"error": {"message": "bad"}})
+        return httpx.Response(
+            200,
+            json={
+                "choices": [{"index": 0, "message": {"content": self.name}, "token_ids": [1]}],
+                "usage": {"prompt_tokens": 1, "completion_tokens": 1},
+            },
+        )
+
+
+def make_pool(*fakes: FakeReplica) -> EnginePool:
+    return EnginePool(
+        [
+            HTTPEngine(
+                f"http://{f.name}",
+                kind=EngineKind.VLLM,
+                retry=RetryPolicy(attempts=1, backoff_base=0.0),
+                transport=httpx.MockTransport(f),
+            )
+            for f in fakes
+        ],
+        health_interval=3600,
+    )
+
+
+async def test_not_ready_until_a_replica_answers() -> None:
+    a = FakeReplica("a")
+    a.up = False
+    pool = make_pool(a)
+    await pool.check()
+    assert not pool.ready
+    assert pool.models() == []
+    with pytest.raises(EngineUnavailable):
+        await pool.session("m").generate(PROMPT, sampling=Sampling())
+    a.up = True
+    await pool.check()
+    assert pool.ready
+    assert pool.models() == ["m"]
+    await pool.aclose()
+
+
+async def test_least_outstanding_replica_is_picked() -> None:
+    pool = make_pool(FakeReplica("a"), FakeReplica("b"))
+    await pool.check()
+    busy, idle = pool.replicas
+    busy.outstanding = 3
+    assert pool.pick("m") is idle
+    idle.outstanding = 5
+    assert pool.pick("m") is busy
+    await pool.aclose()
+
+
+async def test_a_request_sticks_to_one_replica() -> None:
+    a, b = FakeReplica("a"), FakeReplica("b")
+    pool = make_pool(a, b)
+    await pool.check()
+    session = pool.session("m")
+    texts = set()
+    for _ in range(4):
+        generation = await session.generate(PROMPT, sampling=Sampling())
+        texts.add(generation.choices[0].text)
+        # The other replica looks idler, but the session stays.
+        session.replica.outstanding += 10  # type: ignore[union-attr]
+    assert len(texts) == 1
+    await pool.aclose()
+
+
+async def test_a_failed_replica_is_left_for_another_and_marked_down() -> None:
+    a, b = FakeReplica("a"), FakeReplica("b")
+    pool = make_pool(a, b)
+    await pool.check()
+    session = pool.session("m")
+    first = (await session.generate(PROMPT, sampling=Sampling())).choices[0].text
+    {"a": a, "b": b}[first].up = False
+    second = (await session.generate(PROMPT, sampling=Sampling())).choices[0].text
+    assert second != first
+    assert len(pool.healthy_replicas("m")) == 1
+    await pool.aclose()
+
+
+async def test_a_rejected_request_does_not_fail_over() -> None:
+    a, b = FakeReplica("a"), FakeReplica("b")
+    a.reject = b.reject = True
+    pool = make_pool(a, b)
+    await pool.check()
+    with pytest.raises(EngineRejected):
+        await pool.session("m").generate(PROMPT, sampling=Sampling())
+    assert a.chat_calls + b.chat_calls == 1
+    assert len(pool.healthy_replicas("m")) == 2
+    await pool.aclose()
