@@ -100,6 +100,9 @@ def serve(
             port=settings.port,
             log_level=settings.log_level,
             access_log=False,
+            # The standard loop: under uvloop, a client's disconnect does not
+            # reach the engine connection it was streaming from (see http_engine).
+            loop="asyncio",
         )
 
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
+import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
 from enum import StrEnum
@@ -224,39 +226,26 @@ class HTTPEngine:
         finish_reason: str | None = None
         token_ids: list[int] | None = None
         model = self._model
-        self.outstanding += 1
-        try:
-            async with self._client.stream("POST", path, json=body) as response:
-                if response.status_code >= 400:
-                    await response.aread()
-                    raise _status_error(response)
-                async for line in response.aiter_lines():
-                    if not line.startswith("data:"):
-                        continue
-                    data = line[len("data:") :].strip()
-                    if data == "[DONE]":
-                        break
-                    chunk = json.loads(data)
-                    if "error" in chunk:
-                        raise EngineError(_error_message(chunk), status=502)
-                    usage = chunk.get("usage") or usage
-                    model = str(chunk.get("model") or model)
-                    for choice in chunk.get("choices") or []:
-                        text = _delta_text(choice)
-                        if text:
-                            parts.append(text)
-                            yield TextDelta(text)
-                        if isinstance(choice.get("token_ids"), list):
-                            token_ids = (token_ids or []) + choice["token_ids"]
-                        finish_reason = choice.get("finish_reason") or finish_reason
-        except httpx.TimeoutException as error:
-            raise EngineTimeout(f"{self.base_url} timed out: {error!r}") from error
-        except httpx.HTTPError as error:
-            if is_retryable_transport_error(error):
-                raise EngineUnavailable(f"{self.base_url}: {error!r}") from error
-            raise EngineError(f"{self.base_url}: {error!r}") from error
-        finally:
-            self.outstanding -= 1
+        async with self._exchange(path, body) as response:
+            async for line in response.aiter_lines():
+                if not line.startswith("data:"):
+                    continue
+                data = line[len("data:") :].strip()
+                if data == "[DONE]":
+                    break
+                chunk = json.loads(data)
+                if "error" in chunk:
+                    raise EngineError(_error_message(chunk), status=502)
+                usage = chunk.get("usage") or usage
+                model = str(chunk.get("model") or model)
+                for choice in chunk.get("choices") or []:
+                    text = _delta_text(choice)
+                    if text:
+                        parts.append(text)
+                        yield TextDelta(text)
+                    if isinstance(choice.get("token_ids"), list):
+                        token_ids = (token_ids or []) + choice["token_ids"]
+                    finish_reason = choice.get("finish_reason") or finish_reason
         text = "".join(parts)
         if token_ids is not None:
             completion_tokens = len(token_ids)
@@ -298,25 +287,49 @@ class HTTPEngine:
         return "/v1/chat/completions", body
 
     async def _post_json(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        async with self._exchange(path, body) as response:
+            await response.aread()
+        payload = response.json()
+        if not isinstance(payload, dict):
+            raise EngineError(f"{self.base_url}{path} answered with {type(payload).__name__}")
+        return payload
+
+    @contextlib.asynccontextmanager
+    async def _exchange(self, path: str, body: dict[str, Any]) -> AsyncIterator[httpx.Response]:
+        """POST ``body``; hold the response open while the caller reads it.
+
+        Transport errors become engine errors. A response the caller leaves
+        unread (it was cancelled: its client went away) has its connection
+        shut, which is how vLLM and llama.cpp learn to abort the request.
+        httpx's own close does not shut it while an enclosing anyio cancel
+        scope (Starlette's, when a client disconnects) is being cancelled.
+        """
         self.outstanding += 1
+        response: httpx.Response | None = None
+        completed = False
         try:
-            response = await self._client.post(path, json=body)
+            request = self._client.build_request("POST", path, json=body)
+            response = await self._client.send(request, stream=True)
+            if response.status_code >= 400:
+                await response.aread()
+                completed = True
+                raise _status_error(response)
+            yield response
+            completed = True
         except httpx.TimeoutException as error:
             if isinstance(error, httpx.ConnectTimeout | httpx.PoolTimeout):
                 raise EngineUnavailable(f"{self.base_url}: {error!r}") from error
-            raise EngineTimeout(f"{self.base_url} timed out after {path}: {error!r}") from error
+            raise EngineTimeout(f"{self.base_url} timed out on {path}: {error!r}") from error
         except httpx.HTTPError as error:
             if is_retryable_transport_error(error):
                 raise EngineUnavailable(f"{self.base_url}: {error!r}") from error
             raise EngineError(f"{self.base_url}: {error!r}") from error
         finally:
             self.outstanding -= 1
-        if response.status_code >= 400:
-            raise _status_error(response)
-        payload = response.json()
-        if not isinstance(payload, dict):
-            raise EngineError(f"{self.base_url}{path} answered with {type(payload).__name__}")
-        return payload
+            if response is not None:
+                if not completed:
+                    _hang_up(response)
+                await response.aclose()
 
     async def _with_retries(self, call: Callable[[], Awaitable[T]]) -> T:
         attempt = 0
@@ -329,6 +342,15 @@ class HTTPEngine:
                     raise
                 logger.info("retrying %s after %s (attempt %d)", self.base_url, error, attempt)
             await asyncio.sleep(self.retry.delay(attempt))
+
+
+def _hang_up(response: httpx.Response) -> None:
+    """Shut the connection of a response that is being abandoned mid-stream."""
+    stream = response.extensions.get("network_stream")
+    sock = stream.get_extra_info("socket") if stream is not None else None
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
 
 
 def _merge(generations: list[Generation]) -> Generation:

@@ -1,0 +1,151 @@
+"""Real engines and real gateways, started once per test session on free ports.
+
+- llama.cpp's server (the xllamacpp wheel) serving SmolLM2-135M-Instruct's GGUF,
+- vLLM's CPU build serving the same model converted to a HF folder,
+- ``ponder serve`` processes in front of them.
+
+Every process is stopped by the fixture that started it.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from ponder.server.engines.launch import hf_folder_for, vllm_python
+from ponder.server.engines.managed import ManagedEngine, free_port, llamacpp_engine, vllm_engine
+from ponder.server.engines.model_files import default_gguf
+from ponder.server.settings import Settings
+
+MODEL = "smollm2"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "integration" in str(item.path):
+            item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(scope="session")
+def settings() -> Settings:
+    return Settings()
+
+
+@pytest.fixture(scope="session")
+def logs(settings: Settings) -> Path:
+    path = settings.cache_dir / "test-logs"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@pytest.fixture(scope="session")
+def gguf(settings: Settings) -> Path:
+    return default_gguf(settings.cache_dir)
+
+
+@pytest.fixture(scope="session")
+def llamacpp(gguf: Path, logs: Path) -> Iterator[ManagedEngine]:
+    port = free_port()
+    with llamacpp_engine(
+        gguf, alias=MODEL, port=port, parallel=8, log_file=logs / f"llamacpp-{port}.log"
+    ) as engine:
+        yield engine
+
+
+@pytest.fixture(scope="session")
+def vllm(gguf: Path, settings: Settings, logs: Path) -> Iterator[ManagedEngine]:
+    python = vllm_python(settings)
+    folder = hf_folder_for(python, gguf, settings.cache_dir)
+    port = free_port()
+    with vllm_engine(
+        python,
+        str(folder),
+        served_name=MODEL,
+        port=port,
+        cpu=True,
+        max_model_len=2048,
+        log_file=logs / f"vllm-{port}.log",
+    ) as engine:
+        yield engine
+
+
+def gateway_process(
+    logs: Path, *args: str, env: dict[str, str] | None = None, ready_path: str = "/ready"
+) -> ManagedEngine:
+    """``ponder serve`` as users run it, in its own process."""
+    port = free_port()
+    argv = [sys.executable, "-m", "ponder.server", "serve", "--port", str(port), *args]
+    return ManagedEngine(
+        "ponder",
+        argv,
+        port=port,
+        env=env,
+        ready_path=ready_path,
+        log_file=logs / f"ponder-{port}.log",
+        ready_timeout=120.0,
+    )
+
+
+@pytest.fixture(scope="session")
+def llamacpp_gateway(llamacpp: ManagedEngine, logs: Path) -> Iterator[ManagedEngine]:
+    with gateway_process(logs, "--engine-url", llamacpp.url + "/v1") as gateway:
+        yield gateway
+
+
+@pytest.fixture(scope="session")
+def vllm_gateway(vllm: ManagedEngine, logs: Path) -> Iterator[ManagedEngine]:
+    with gateway_process(logs, "--engine-url", vllm.url) as gateway:
+        yield gateway
+
+
+class Served:
+    """A gateway and the engine behind it."""
+
+    def __init__(self, kind: str, gateway: ManagedEngine, engine: ManagedEngine) -> None:
+        self.kind = kind
+        self.gateway = gateway
+        self.engine = engine
+
+    @property
+    def base_url(self) -> str:
+        return self.gateway.url + "/v1"
+
+    def engine_tokens(self, text: str) -> int:
+        """``text``'s length in the engine's own tokenizer, asked of the engine directly."""
+        if self.kind == "llamacpp":
+            body: dict[str, object] = {"content": text, "add_special": False}
+        else:
+            body = {"model": MODEL, "prompt": text, "add_special_tokens": False}
+        response = httpx.post(self.engine.url + "/tokenize", json=body, timeout=30)
+        response.raise_for_status()
+        return len(response.json()["tokens"])
+
+    def requests_running(self) -> float:
+        """Requests the engine is generating for now, from its own metrics."""
+        text = httpx.get(self.engine.url + "/metrics", timeout=10).text
+        name = (
+            "vllm:num_requests_running" if self.kind == "vllm" else "llamacpp:requests_processing"
+        )
+        values = [
+            float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name)
+        ]
+        assert values, f"{name} not in the engine's metrics"
+        return sum(values)
+
+
+@pytest.fixture(scope="session", params=["llamacpp", "vllm"])
+def served(request: pytest.FixtureRequest) -> Served:
+    kind = request.param
+    gateway = request.getfixturevalue(f"{kind}_gateway")
+    engine = request.getfixturevalue(kind)
+    return Served(kind, gateway, engine)
+
+
+@pytest.fixture(scope="session")
+def environ_without_engine_hints() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith("PONDER_ENGINE")}

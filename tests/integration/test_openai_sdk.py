@@ -1,0 +1,199 @@
+"""The real ``openai`` package against ``ponder serve`` over real engines.
+
+Each test runs once over llama.cpp and once over vLLM's CPU build. The model
+is tiny and greedy output depends on batch contents, so these tests assert
+mechanics — shapes, counts, statuses — never the text.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import httpx
+import openai
+import pytest
+
+from tests.integration.conftest import MODEL, Served
+
+LONG = [{"role": "user", "content": "Write a long story about a dragon who learns to count."}]
+QUESTION = [{"role": "user", "content": "What is 12 plus 30?"}]
+
+
+@pytest.fixture
+def client(served: Served) -> openai.OpenAI:
+    return openai.OpenAI(base_url=served.base_url, api_key="unused", max_retries=0, timeout=120)
+
+
+def test_models_lists_plain_and_prefixed_names(client: openai.OpenAI) -> None:
+    ids = {model.id for model in client.models.list()}
+    assert {MODEL, f"direct:{MODEL}"} <= ids
+
+
+def test_chat_usage_matches_the_engine(client: openai.OpenAI, served: Served) -> None:
+    completion = client.chat.completions.create(model=MODEL, messages=QUESTION, max_tokens=16)
+    choice = completion.choices[0]
+    assert isinstance(choice.message.content, str)
+    assert choice.finish_reason in {"stop", "length"}
+    usage = completion.usage
+    assert usage is not None
+    # The prompt's count is the engine's own: ask it directly for the same prompt.
+    direct = httpx.post(
+        served.engine.url + "/v1/chat/completions",
+        timeout=60,
+        json={"model": MODEL, "messages": QUESTION, "max_tokens": 1},
+    ).json()
+    assert usage.prompt_tokens == direct["usage"]["prompt_tokens"]
+    assert 1 <= usage.completion_tokens <= 16
+    assert usage.total_tokens == usage.prompt_tokens + usage.completion_tokens
+    ponder_usage = usage.model_extra["ponder"]  # type: ignore[index]
+    assert ponder_usage["calls"] == 1
+    assert ponder_usage["sequential_tokens"] == ponder_usage["total_tokens"] == usage.total_tokens
+
+
+def test_n3_is_one_call_with_every_choice_counted(client: openai.OpenAI, served: Served) -> None:
+    completion = client.chat.completions.create(
+        model=MODEL,
+        messages=LONG,
+        max_tokens=8,
+        n=3,
+        temperature=1.0,
+        extra_body={"ponder": {"trace": True}},
+    )
+    assert [c.index for c in completion.choices] == [0, 1, 2]
+    usage = completion.usage
+    assert usage is not None
+    ponder_usage = usage.model_extra["ponder"]  # type: ignore[index]
+    assert ponder_usage["calls"] == 1
+    trace = completion.model_extra["ponder"]["trace"]  # type: ignore[index]
+    assert len(trace) == 3
+    per_choice = [call["completion_tokens"] for call in trace]
+    assert sum(per_choice) == usage.completion_tokens
+    assert (
+        sum(c["prompt_tokens"] + c["completion_tokens"] for c in trace)
+        == ponder_usage["total_tokens"]
+    )
+    for choice, tokens in zip(completion.choices, per_choice, strict=True):
+        assert choice.message.content is not None
+        if served.kind == "vllm":
+            # vLLM returns each choice's token ids: exact.
+            if choice.finish_reason == "length":
+                assert tokens == 8
+        else:
+            # llama.cpp's usage counts one choice; Ponder counts each with /tokenize.
+            assert tokens == served.engine_tokens(choice.message.content)
+    # The engine's own usage for this call would say about 8; three choices are more.
+    assert usage.completion_tokens > 8
+
+
+def test_stream_delivers_text_then_usage(client: openai.OpenAI) -> None:
+    stream = client.chat.completions.create(
+        model=MODEL,
+        messages=LONG,
+        max_tokens=12,
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    pieces, finishes, usage = [], [], None
+    for chunk in stream:
+        for choice in chunk.choices:
+            if choice.delta.content:
+                pieces.append(choice.delta.content)
+            if choice.finish_reason:
+                finishes.append(choice.finish_reason)
+        if chunk.usage is not None:
+            usage = chunk.usage
+    assert len(pieces) > 1  # tokens arrived as generated, not in one piece
+    assert finishes in (["length"], ["stop"])
+    assert usage is not None
+    assert 1 <= usage.completion_tokens <= 12
+    assert usage.prompt_tokens > 0
+
+
+def test_stream_with_n3(client: openai.OpenAI) -> None:
+    stream = client.chat.completions.create(
+        model=MODEL, messages=QUESTION, max_tokens=6, n=3, stream=True, temperature=0.8
+    )
+    indices = {choice.index for chunk in stream for choice in chunk.choices}
+    assert indices == {0, 1, 2}
+
+
+def test_strategy_by_extra_body_and_by_model_prefix(client: openai.OpenAI) -> None:
+    by_body = client.chat.completions.create(
+        model=MODEL, messages=QUESTION, max_tokens=4, extra_body={"ponder": {"strategy": "direct"}}
+    )
+    by_prefix = client.chat.completions.create(
+        model=f"direct:{MODEL}", messages=QUESTION, max_tokens=4
+    )
+    for completion in (by_body, by_prefix):
+        assert completion.model_extra["ponder"]["strategy"] == "direct"  # type: ignore[index]
+    assert by_prefix.model == f"direct:{MODEL}"
+
+
+def test_unknown_openai_fields_are_forwarded_not_refused(client: openai.OpenAI) -> None:
+    completion = client.chat.completions.create(
+        model=MODEL, messages=QUESTION, max_tokens=4, user="someone", extra_body={"top_k": 5}
+    )
+    assert completion.choices
+
+
+def test_text_completions(client: openai.OpenAI) -> None:
+    completion = client.completions.create(
+        model=MODEL, prompt="The capital of France is", max_tokens=5
+    )
+    assert completion.object == "text_completion"
+    assert completion.usage is not None
+    assert completion.usage.completion_tokens <= 5
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "param"),
+    [
+        ({"extra_body": {"ponder": {"strategy": "no_such_strategy"}}}, "ponder.strategy"),
+        ({"n": 100}, "n"),
+        ({"temperature": 9}, "temperature"),
+        ({"messages": []}, "messages"),
+    ],
+)
+def test_bad_parameters_are_400(
+    client: openai.OpenAI, kwargs: dict[str, object], param: str
+) -> None:
+    args: dict[str, object] = {"model": MODEL, "messages": QUESTION, "max_tokens": 4, **kwargs}
+    with pytest.raises(openai.BadRequestError) as error:
+        client.chat.completions.create(**args)  # type: ignore[call-overload]
+    assert error.value.status_code == 400
+    assert error.value.body["param"] == param  # type: ignore[index]
+
+
+def test_unknown_model_is_404(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.NotFoundError) as error:
+        client.chat.completions.create(model="gpt-9", messages=QUESTION)  # type: ignore[arg-type]
+    assert error.value.body["code"] == "model_not_found"  # type: ignore[index]
+
+
+def test_a_client_that_leaves_stops_the_engine_work(served: Served) -> None:
+    body = {
+        "model": MODEL,
+        "messages": LONG,
+        "max_tokens": 1500,
+        "stream": True,
+        "temperature": 1.0,
+        "ignore_eos": True,
+    }
+    with httpx.Client(timeout=60) as http:
+        with http.stream("POST", served.base_url + "/chat/completions", json=body) as response:
+            assert response.status_code == 200
+            lines = response.iter_lines()  # kept open: leaving the loop would hang up
+            while not next(lines).startswith("data:"):
+                pass
+            # A token has arrived and the client is still there: the engine generates.
+            _wait_for(lambda: served.requests_running() >= 1, "the engine to be generating")
+        # The client has hung up, long before 1500 tokens could be generated.
+        _wait_for(lambda: served.requests_running() == 0, "the engine to stop generating")
+
+
+def _wait_for(condition: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"waited {timeout}s for {what}"
+        time.sleep(0.1)
