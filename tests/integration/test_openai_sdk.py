@@ -13,11 +13,14 @@ from collections.abc import Callable
 import httpx
 import openai
 import pytest
+from openai.types.chat import ChatCompletionMessageParam
 
 from tests.integration.conftest import MODEL, Served
 
-LONG = [{"role": "user", "content": "Write a long story about a dragon who learns to count."}]
-QUESTION = [{"role": "user", "content": "What is 12 plus 30?"}]
+LONG: list[ChatCompletionMessageParam] = [
+    {"role": "user", "content": "Write a long story about a dragon who learns to count."}
+]
+QUESTION: list[ChatCompletionMessageParam] = [{"role": "user", "content": "What is 12 plus 30?"}]
 
 
 @pytest.fixture
@@ -167,7 +170,7 @@ def test_bad_parameters_are_400(
 
 def test_unknown_model_is_404(client: openai.OpenAI) -> None:
     with pytest.raises(openai.NotFoundError) as error:
-        client.chat.completions.create(model="gpt-9", messages=QUESTION)  # type: ignore[arg-type]
+        client.chat.completions.create(model="gpt-9", messages=QUESTION)
     assert error.value.body["code"] == "model_not_found"  # type: ignore[index]
 
 
