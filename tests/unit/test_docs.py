@@ -1,0 +1,25 @@
+"""The code in the docs runs as written."""
+
+from __future__ import annotations
+
+import re
+import textwrap
+from pathlib import Path
+from typing import Any
+
+DOCS = Path(__file__).resolve().parents[2] / "docs"
+
+
+def python_blocks(name: str) -> list[str]:
+    return re.findall(r"```python\n(.*?)```", (DOCS / name).read_text(), flags=re.DOTALL)
+
+
+async def test_the_third_party_strategy_example_runs() -> None:
+    strategy_code, test_code = python_blocks("strategies.md")[1:3]
+    namespace: dict[str, Any] = {}
+    exec(strategy_code, namespace)
+    body = textwrap.indent(test_code, "    ")
+    exec(f"async def _example():\n{body}", namespace)
+    await namespace["_example"]()
+    shout = namespace["Shout"]
+    assert shout.name == "shout"
