@@ -87,7 +87,7 @@ def gateway_process(
         env=env,
         ready_path=ready_path,
         log_file=logs / f"ponder-{port}.log",
-        ready_timeout=120.0,
+        ready_timeout=600.0,
     )
 
 

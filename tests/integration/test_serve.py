@@ -108,3 +108,19 @@ def test_settings_from_yaml_file_with_flags_on_top(
         with pytest.raises(openai.BadRequestError) as error:
             client.chat.completions.create(model=MODEL, messages=QUESTION, max_tokens=4, n=3)
         assert "max_n" in error.value.message
+
+
+def test_vllm_model_starts_a_pooled_vllm_engine(gguf: Path, logs: Path) -> None:
+    # A GGUF given to --vllm-model is converted once to a HF folder vLLM loads.
+    with gateway_process(logs, "--vllm-model", str(gguf)) as gateway:
+        assert gateway.process is not None
+        engines = children(gateway.process.pid)
+        assert len(engines) == 1, "no GPU here: one CPU engine"
+        client = openai.OpenAI(base_url=gateway.url + "/v1", api_key="-", max_retries=0)
+        completion = client.chat.completions.create(
+            model=MODEL, messages=QUESTION, max_tokens=6, n=2, temperature=0.5
+        )
+        assert len(completion.choices) == 2
+        assert completion.usage is not None
+        assert completion.usage.prompt_tokens > 0
+    wait_gone(engines[0])

@@ -43,10 +43,12 @@ def create_app(
     metrics: Metrics | None = None,
 ) -> FastAPI:
     """The gateway over ``engines``, or over a pool of ``settings.engine_urls``."""
-    pool = build_pool(settings) if engines is None else None
+    pool: EnginePool | None = None
+    if engines is None:
+        pool = engines = build_pool(settings)
     gateway = Gateway(
         settings=settings,
-        engines=engines if engines is not None else pool,  # type: ignore[arg-type]
+        engines=engines,
         registry=registry or Registry.default(),
         metrics=metrics or Metrics(),
     )
