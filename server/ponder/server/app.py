@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from ponder.server.body_limit import BodyLimit
 from ponder.server.engines.http_engine import HTTPEngine
 from ponder.server.engines.pool import EnginePool
 from ponder.server.engines.provider import EngineProvider
@@ -67,4 +68,5 @@ def create_app(
     app.state.gateway = gateway
     install_error_handlers(app)
     app.include_router(router)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     return app

@@ -47,6 +47,7 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
     log_level: str = "info"
+    max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024, description="largest request body")
 
     # Engines. No URL and no vLLM model: Ponder starts the embedded engine.
     engine_urls: Annotated[list[str], NoDecode] = Field(default_factory=list)

@@ -318,3 +318,22 @@ async def test_a_client_that_leaves_cancels_its_engine_calls(
     assert engine.in_flight == 0
     metrics = app.state.gateway.metrics.render().decode()
     assert 'status="499"' in metrics
+
+
+async def test_a_body_over_the_limit_is_413_and_reaches_no_engine(
+    client: httpx.AsyncClient, engine: ScriptedEngine, settings: Any
+) -> None:
+    huge = "word " * (settings.max_body_bytes // 5 + 1)
+    response = await client.post(CHAT, json=chat_body(messages=[{"role": "user", "content": huge}]))
+    assert_envelope(response, 413)
+    assert response.json()["error"]["code"] == "body_too_large"
+
+    async def chunks() -> Any:
+        for _ in range(settings.max_body_bytes // 1024 + 2):
+            yield b" " * 1024  # no content-length: counted as it arrives
+
+    streamed = await client.post(
+        CHAT, content=chunks(), headers={"content-type": "application/json"}
+    )
+    assert_envelope(streamed, 413)
+    assert engine.calls == []
