@@ -13,7 +13,9 @@ import typer
 import uvicorn
 
 from ponder.server.app import create_app
-from ponder.server.engines.launch import planned_engines
+from ponder.server.engines.launch import LaunchError, planned_engines
+from ponder.server.engines.managed import EngineStartError
+from ponder.server.engines.model_files import ModelFetchError
 from ponder.server.settings import load_settings
 
 app = typer.Typer(
@@ -89,9 +91,13 @@ def serve(
     with contextlib.ExitStack() as engines:
         if not settings.engine_urls:
             urls = []
-            for engine in planned_engines(settings):
-                engines.enter_context(engine)
-                urls.append(engine.url)
+            try:
+                for engine in planned_engines(settings):
+                    engines.enter_context(engine)
+                    urls.append(engine.url)
+            except (EngineStartError, LaunchError, ModelFetchError) as error:
+                typer.echo(f"ponder: cannot start an engine: {error}", err=True)
+                raise typer.Exit(1) from None
             settings = settings.model_copy(update={"engine_urls": urls})
         signal.signal(signal.SIGTERM, previous)
         uvicorn.run(
