@@ -106,11 +106,14 @@ class TraceCall(BaseModel):
     output: str
     prompt_tokens: int
     completion_tokens: int
+    meta: dict[str, Any] | None = None
 
 
 class PonderInfo(BaseModel):
     strategy: str
     params: dict[str, Any]
+    #: The extracted, normalised final answer of each choice (None: none found).
+    answers: list[str | None] | None = None
     trace: list[TraceCall] | None = None
     details: dict[str, Any] | None = None
 

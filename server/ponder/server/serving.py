@@ -170,10 +170,6 @@ class CompletionServing:
                 param="max_tokens",
                 code="over_cap",
             )
-        try:
-            strategy.check_limits(settings.limits)
-        except ValueError as error:
-            raise InvalidRequest(str(error), param="ponder", code="over_cap") from None
         if selection.model not in self.engines.models():
             if not self.engines.ready and not self.engines.models():
                 raise NoEngineReady("no engine is ready yet")
@@ -195,6 +191,18 @@ class CompletionServing:
             frequency_penalty=body.frequency_penalty,
             extra=extra,
         )
+        per_call = strategy.params.max_tokens or sampling.max_tokens or settings.default_max_tokens
+        if per_call > settings.max_tokens_per_call:
+            raise InvalidRequest(
+                f"ponder.max_tokens {per_call} is over the server's cap (max_tokens_per_call) "
+                f"of {settings.max_tokens_per_call}",
+                param="ponder.max_tokens",
+                code="over_cap",
+            )
+        try:
+            strategy.check_limits(settings.limits, per_call)
+        except ValueError as error:
+            raise InvalidRequest(str(error), param="ponder", code="over_cap") from None
         jobs: list[Job] = []
         for p, prompt in enumerate(prompts):
             runs = [(body.n, 0)] if strategy.answers_n else [(1, i) for i in range(body.n)]
@@ -244,6 +252,7 @@ class CompletionServing:
                 budget=job.budget,
                 n=job.n,
                 limits=self.settings.limits,
+                seed=plan.sampling.seed or 0,
                 on_delta=sink,
                 on_progress=on_progress,
             )
@@ -411,15 +420,18 @@ class CompletionServing:
                     output=r.output,
                     prompt_tokens=r.prompt_tokens,
                     completion_tokens=r.completion_tokens,
+                    meta=r.meta or None,
                 )
                 for r in outcome.records
             ]
         details = None
         if outcome.details:
             details = outcome.details[0] if len(outcome.details) == 1 else {"runs": outcome.details}
+        answers = [a.answer for a in outcome.answers]
         return PonderInfo(
             strategy=plan.selection.strategy,
             params=params.model_dump(),
+            answers=answers if any(a is not None for a in answers) else None,
             trace=trace,
             details=details,
         )

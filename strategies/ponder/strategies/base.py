@@ -9,11 +9,12 @@ from typing import Any, ClassVar, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ponder.strategies.budget import Budget
+from ponder.strategies.budget import Budget, BudgetExhausted
 from ponder.strategies.engine import (
     Choice,
     Engine,
     Generation,
+    Message,
     Prompt,
     Sampling,
     StreamEnd,
@@ -39,6 +40,8 @@ class StrategyParams(BaseModel):
 DeltaSink = Callable[[int, str], Awaitable[None]]
 #: Sends a progress note to a streaming client (an SSE comment).
 ProgressSink = Callable[[str], Awaitable[None]]
+#: What a strategy notes of one sample, for its trace entry.
+Annotate = Callable[[Choice], dict[str, Any]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +52,29 @@ class Limits:
     max_drafts_per_round: int = 16
     max_rounds: int = 8
     max_total_tokens: int = 200_000
+
+    def check_calls(self, samples: int, max_tokens: int) -> None:
+        """Refuse a plan whose output alone could pass ``max_total_tokens``."""
+        if samples * max_tokens > self.max_total_tokens:
+            raise ValueError(
+                f"{samples} samples of up to {max_tokens} tokens could spend "
+                f"{samples * max_tokens} tokens, over the server's cap (max_total_tokens) of "
+                f"{self.max_total_tokens}; lower max_tokens or the strategy's sizes"
+            )
+
+    def check_drafts(self, drafts: int, what: str) -> None:
+        if drafts > self.max_drafts_per_round:
+            raise ValueError(
+                f"{what} is {drafts}, over the server's cap "
+                f"(max_drafts_per_round) of {self.max_drafts_per_round}"
+            )
+
+    def check_rounds(self, rounds: int, what: str) -> None:
+        if rounds > self.max_rounds:
+            raise ValueError(
+                f"{what} makes {rounds} rounds, over the server's cap "
+                f"(max_rounds) of {self.max_rounds}"
+            )
 
 
 @dataclass
@@ -63,6 +89,8 @@ class StrategyContext:
     limits: Limits = field(default_factory=Limits)
     on_delta: DeltaSink | None = None
     on_progress: ProgressSink | None = None
+    #: A seed for the strategy's own random choices (the request's, when it has one).
+    seed: int = 0
 
     @property
     def question(self) -> str:
@@ -73,22 +101,41 @@ class StrategyContext:
         return users[-1] if users else self.prompt[-1].content
 
     @property
+    def system(self) -> list[Message]:
+        """The request's system (and developer) messages, kept in front of every prompt."""
+        if isinstance(self.prompt, str):
+            return []
+        return [m for m in self.prompt if m.role in ("system", "developer")]
+
+    def chat(self, text: str) -> list[Message]:
+        """A strategy prompt as chat: the request's system messages, then ``text``."""
+        return [*self.system, Message("user", text)]
+
+    @property
     def streaming(self) -> bool:
         return self.on_delta is not None
 
-    def sampling_for(self, params: StrategyParams) -> Sampling:
+    def sampling_for(self, params: StrategyParams, **overrides: Any) -> Sampling:
         """The request's sampling with the strategy's own overrides applied."""
-        return replace(
+        sampling = replace(
             self.sampling,
             temperature=self.sampling.temperature
             if params.temperature is None
             else params.temperature,
             max_tokens=self.sampling.max_tokens if params.max_tokens is None else params.max_tokens,
         )
+        return replace(sampling, **overrides) if overrides else sampling
 
     async def progress(self, note: str) -> None:
         if self.on_progress is not None:
             await self.on_progress(note)
+
+    def _check_budget(self) -> None:
+        if self.budget.remaining() == 0:
+            raise BudgetExhausted(
+                f"the request has spent its {self.budget.max_total_tokens} tokens "
+                "(max_total_tokens)"
+            )
 
     async def generate(
         self,
@@ -98,10 +145,22 @@ class StrategyContext:
         round: int,
         n: int = 1,
         sampling: Sampling | None = None,
+        index: int | None = None,
+        annotate: Annotate | None = None,
     ) -> Generation:
-        """One batched engine call, recorded in the budget as one parallel step."""
+        """One engine call of ``n`` samples, recorded in the budget as one parallel step.
+
+        ``annotate`` adds what the strategy learns of each sample (its answer,
+        say) to the sample's trace entry.
+        """
+        self._check_budget()
         generation = await self.engine.generate(prompt, n=n, sampling=sampling or self.sampling)
-        self.budget.record(generation, role=role, round=round, prompt=render_prompt(prompt))
+        records = self.budget.record(
+            generation, role=role, round=round, prompt=render_prompt(prompt), index=index
+        )
+        if annotate is not None:
+            for record, choice in zip(records, generation.choices, strict=True):
+                record.meta.update(annotate(choice))
         return generation
 
     async def final(
@@ -112,11 +171,22 @@ class StrategyContext:
         round: int,
         index: int = 0,
         sampling: Sampling | None = None,
+        prefix: str = "",
+        annotate: Annotate | None = None,
     ) -> Choice:
-        """The call whose output is the answer: streamed to the client when it streams."""
+        """The call whose output is the answer: streamed to the client when it streams.
+
+        ``prefix`` is sent before the engine's text (a streaming client sees
+        the answer as the response will hold it).
+        """
         if self.on_delta is None:
-            generation = await self.generate(prompt, role=role, round=round, sampling=sampling)
+            generation = await self.generate(
+                prompt, role=role, round=round, sampling=sampling, index=index, annotate=annotate
+            )
             return generation.choices[0]
+        self._check_budget()
+        if prefix:
+            await self.on_delta(index, prefix)
         end: StreamEnd | None = None
         async for event in self.engine.stream(prompt, sampling=sampling or self.sampling):
             if isinstance(event, TextDelta):
@@ -128,9 +198,11 @@ class StrategyContext:
         generation = Generation(
             choices=(end.choice,), prompt_tokens=end.prompt_tokens, model=end.model
         )
-        self.budget.record(
+        records = self.budget.record(
             generation, role=role, round=round, prompt=render_prompt(prompt), index=index
         )
+        if annotate is not None:
+            records[0].meta.update(annotate(end.choice))
         return end.choice
 
 
@@ -138,6 +210,8 @@ class StrategyContext:
 class Answer:
     text: str
     finish_reason: str | None = "stop"
+    #: The extracted, normalised final answer, when the strategy found one.
+    answer: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,8 +238,16 @@ class Strategy(ABC, Generic[P]):
     def __init__(self, params: P) -> None:
         self.params = params
 
-    def check_limits(self, limits: Limits) -> None:
-        """Raise ``ValueError`` naming the cap when the parameters exceed it."""
+    def check_limits(self, limits: Limits, max_tokens: int) -> None:
+        """Raise ``ValueError`` naming the cap when the parameters exceed one.
+
+        ``max_tokens`` is the output bound of each engine call.
+        """
+        limits.check_calls(self.planned_samples(), max_tokens)
+
+    def planned_samples(self) -> int:
+        """The most samples one run may ask of engines (for the token cap)."""
+        return 1
 
     @abstractmethod
     async def run(self, ctx: StrategyContext) -> StrategyResult: ...

@@ -18,8 +18,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 from ponder.strategies.engine import Generation
+
+
+class BudgetExhausted(ValueError):
+    """The request has spent the tokens the server allows one request."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +39,8 @@ class CallRecord:
     output: str
     prompt_tokens: int
     completion_tokens: int
+    #: What the strategy learnt of this sample: its answer, a workspace's cut, ...
+    meta: dict[str, Any] = field(default_factory=dict)
 
     @property
     def tokens(self) -> int:
@@ -83,7 +90,7 @@ class Budget:
         round: int,
         prompt: str,
         index: int | None = None,
-    ) -> None:
+    ) -> list[CallRecord]:
         """Record every choice of ``generation`` as parallel samples of one step.
 
         Choices are numbered from ``index``, or after the samples of the same
@@ -96,8 +103,9 @@ class Budget:
             if index is not None
             else sum(1 for r in self.records if r.step == self._step and r.role == role)
         )
+        added: list[CallRecord] = []
         for offset, choice in enumerate(generation.choices):
-            self.records.append(
+            added.append(
                 CallRecord(
                     role=role,
                     round=round,
@@ -109,8 +117,10 @@ class Budget:
                     completion_tokens=choice.completion_tokens,
                 )
             )
+        self.records.extend(added)
         self._billed_prompt_tokens += generation.prompt_tokens * generation.requests
         self._requests += generation.requests
+        return added
 
     @property
     def total_tokens(self) -> int:

@@ -1,14 +1,39 @@
 """The bounded textual workspace and its distillation operators.
 
-Pure code with no I/O: token counts come from an injected counter, so the
-bound is in the engine's own tokens. The operators arrive with the
-strategies issue; the counter's type is fixed here because the engine
-protocol already provides it (``Engine.count_tokens``).
+Pure code with no I/O: token counts come from an injected counter (the
+engine's own tokenizer, through ``Engine.count_tokens``), so the bound is in
+the engine's tokens, never characters. Operators that need a model — the
+global summary, the self-verification scorer — are split into the prompt they
+need and what they do with the answer; the strategy makes the call.
 """
 
-from collections.abc import Awaitable, Callable
+from ponder.workspace.bound import Cut, TokenCounter, Workspace, bound_text
+from ponder.workspace.operators import (
+    Distill,
+    agreement_ranking,
+    per_sample_top_k,
+    random_k,
+    render_drafts,
+    score_ranking,
+    shared_top_k,
+    summary_prompt,
+    verification_prompt,
+    verified,
+)
 
-#: Counts ``text`` in the engine's own tokenizer.
-TokenCounter = Callable[[str], Awaitable[int]]
-
-__all__ = ["TokenCounter"]
+__all__ = [
+    "Cut",
+    "Distill",
+    "TokenCounter",
+    "Workspace",
+    "agreement_ranking",
+    "bound_text",
+    "per_sample_top_k",
+    "random_k",
+    "render_drafts",
+    "score_ranking",
+    "shared_top_k",
+    "summary_prompt",
+    "verification_prompt",
+    "verified",
+]
