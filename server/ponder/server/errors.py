@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ponder.server.protocol import ErrorDetail, ErrorResponse
+from ponder.strategies.base import StrategyInputError
 from ponder.strategies.budget import BudgetExhausted
 from ponder.strategies.engine import EngineError, EngineRejected, EngineTimeout
 from ponder.strategies.registry import InvalidParams, UnknownStrategy
@@ -71,6 +72,8 @@ def to_ponder_error(error: BaseException) -> PonderError:
     """The client-facing error for any exception raised while serving a request."""
     if isinstance(error, PonderError):
         return error
+    if isinstance(error, StrategyInputError):
+        return InvalidRequest(str(error), param="ponder", code="invalid_parameter")
     if isinstance(error, BudgetExhausted):
         return InvalidRequest(str(error), param="ponder", code="over_cap")
     if isinstance(error, UnknownStrategy):

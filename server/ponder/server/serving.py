@@ -106,6 +106,7 @@ class CompletionServing:
         self.engines = engines
         self.registry = registry
         self.metrics = metrics
+        self.resources = settings.resources
 
     async def handle(
         self, body: ChatCompletionRequest | CompletionRequest, request: Request
@@ -253,6 +254,7 @@ class CompletionServing:
                 n=job.n,
                 limits=self.settings.limits,
                 seed=plan.sampling.seed or 0,
+                resources=self.resources,
                 on_delta=sink,
                 on_progress=on_progress,
             )

@@ -17,6 +17,7 @@ from pydantic_settings import (
 )
 
 from ponder.strategies.base import Limits
+from ponder.strategies.demos import Resources
 
 
 class Preset(BaseModel):
@@ -84,6 +85,26 @@ class Settings(BaseSettings):
     max_tokens_per_call: int = Field(4096, ge=1)
     max_total_tokens: int = Field(200_000, ge=1)
     default_max_tokens: int = Field(512, ge=1, description="per call, when a request sets none")
+
+    # Files strategies may read; requests name them, never give a path.
+    demo_sets: dict[str, Path] = Field(
+        default_factory=dict, description="cot few_shot demo sets: name -> JSONL file"
+    )
+    question_pools: dict[str, Path] = Field(
+        default_factory=dict, description="cot auto (Auto-CoT) question pools: name -> JSONL"
+    )
+    successive_demos: Path | None = Field(
+        None, description="worked decompositions shown to successive's decomposer (JSONL)"
+    )
+
+    @property
+    def resources(self) -> Resources:
+        return Resources(
+            demo_sets=self.demo_sets,
+            question_pools=self.question_pools,
+            decompositions=self.successive_demos,
+            cache_dir=self.cache_dir,
+        )
 
     @field_validator("engine_urls", "vllm_args", mode="before")
     @classmethod

@@ -10,6 +10,7 @@ from typing import Any, ClassVar, Generic, TypeVar
 from pydantic import BaseModel, ConfigDict, Field
 
 from ponder.strategies.budget import Budget, BudgetExhausted
+from ponder.strategies.demos import Resources
 from ponder.strategies.engine import (
     Choice,
     Engine,
@@ -20,6 +21,10 @@ from ponder.strategies.engine import (
     StreamEnd,
     TextDelta,
 )
+
+
+class StrategyInputError(ValueError):
+    """The request asks for something the strategy cannot do (a 400, not a crash)."""
 
 
 class StrategyParams(BaseModel):
@@ -91,6 +96,8 @@ class StrategyContext:
     on_progress: ProgressSink | None = None
     #: A seed for the strategy's own random choices (the request's, when it has one).
     seed: int = 0
+    #: Files the operator configured (demo sets, question pools), by name.
+    resources: Resources = field(default_factory=Resources)
 
     @property
     def question(self) -> str:

@@ -10,7 +10,13 @@ from typing import Any
 from pydantic import ValidationError
 
 from ponder.strategies.base import Strategy, StrategyParams
+from ponder.strategies.cot import Cot
 from ponder.strategies.direct import Direct
+from ponder.strategies.pdr import PDR
+from ponder.strategies.plan_and_solve import PlanAndSolve
+from ponder.strategies.self_consistency import SelfConsistency
+from ponder.strategies.sr import SequentialRefinement
+from ponder.strategies.successive import Successive
 
 ENTRY_POINT_GROUP = "ponder.strategies"
 
@@ -34,7 +40,7 @@ class InvalidParams(ValueError):
 
 
 def builtin_strategies() -> list[StrategyType]:
-    return [Direct]
+    return [Direct, Cot, PlanAndSolve, Successive, SelfConsistency, SequentialRefinement, PDR]
 
 
 class Registry:

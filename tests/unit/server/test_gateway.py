@@ -11,7 +11,12 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
+from ponder.server.app import create_app
+from ponder.server.engines.provider import StaticEngines
+from ponder.server.settings import Settings
+from ponder.strategies.direct import Direct
 from ponder.strategies.engine import EngineRejected, EngineTimeout, EngineUnavailable
+from ponder.strategies.registry import Registry
 from ponder.strategies.testing import ScriptedEngine
 
 CHAT = "/v1/chat/completions"
@@ -116,14 +121,29 @@ async def test_default_max_tokens_applies_when_the_request_sets_none(
     assert engine.calls[0].sampling.max_tokens == 512
 
 
-async def test_reasoning_effort_without_its_strategy_falls_back_to_the_default(
-    client: httpx.AsyncClient,
-) -> None:
-    ok = await client.post(CHAT, json=chat_body(reasoning_effort="high"))
-    assert ok.status_code == 200
-    assert ok.json()["ponder"]["strategy"] == "direct"
+async def test_reasoning_effort_selects_a_preset(client: httpx.AsyncClient) -> None:
+    high = (await client.post(CHAT, json=chat_body(reasoning_effort="high"))).json()
+    assert high["ponder"]["strategy"] == "pdr"
+    assert high["ponder"]["params"]["schedule"] == [8, 4, 1]
+    medium = (await client.post(CHAT, json=chat_body(reasoning_effort="medium"))).json()
+    assert (medium["ponder"]["strategy"], medium["ponder"]["params"]["n"]) == (
+        "self_consistency",
+        4,
+    )
     bad = await client.post(CHAT, json=chat_body(reasoning_effort="extreme"))
     assert_envelope(bad, 400, "reasoning_effort")
+
+
+async def test_a_preset_whose_strategy_is_missing_falls_back_to_the_default(
+    engine: ScriptedEngine, settings: Settings
+) -> None:
+    app = create_app(settings, engines=StaticEngines({"tiny": engine}), registry=Registry([Direct]))
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://p"
+    ) as client:
+        response = await client.post(CHAT, json=chat_body(reasoning_effort="high"))
+    assert response.status_code == 200
+    assert response.json()["ponder"]["strategy"] == "direct"
 
 
 @pytest.mark.parametrize(
@@ -188,7 +208,8 @@ async def test_engine_failures_map_to_statuses(
 
 async def test_models_lists_plain_and_prefixed_names(client: httpx.AsyncClient) -> None:
     ids = [m["id"] for m in (await client.get("/v1/models")).json()["data"]]
-    assert ids == ["tiny", "direct:tiny"]
+    strategies = ["cot", "direct", "pdr", "plan_and_solve", "self_consistency", "sr", "successive"]
+    assert ids == ["tiny", *(f"{s}:tiny" for s in strategies)]
 
 
 async def test_health_ready_and_metrics(client: httpx.AsyncClient) -> None:

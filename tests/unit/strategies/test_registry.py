@@ -74,5 +74,7 @@ def test_entry_point_plugins_load_and_broken_ones_are_skipped(
     ]
     monkeypatch.setattr(registry_module, "entry_points", lambda group: plugins)
     registry = Registry.default()
-    assert list(registry) == ["direct", "echo"]
+    assert "echo" in registry
+    assert "echo-again" not in registry
+    assert sum(1 for name in registry if name == "direct") == 1
     assert registry.get("direct") is Direct

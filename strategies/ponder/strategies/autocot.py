@@ -1,0 +1,132 @@
+"""Auto-CoT (Zhang et al. 2023): demonstrations built from a pool of questions.
+
+Cluster the pool into k clusters (k = the number of demonstrations); walk
+each cluster from its centre outwards; take the first question whose
+zero-shot-CoT rationale passes the filters — the question is at most 60
+tokens, the rationale has at most 5 reasoning steps, an answer was
+extracted. Questions are embedded with the engine's /v1/embeddings when it
+has them, with TF-IDF otherwise. Built demonstrations are cached on disk,
+per pool, model and k.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+from sklearn.cluster import KMeans
+from sklearn.feature_extraction.text import TfidfVectorizer
+
+from ponder.strategies import prompts
+from ponder.strategies.answers import explicit_answer, extract_answer
+from ponder.strategies.base import StrategyContext, StrategyInputError
+from ponder.strategies.demos import Demo, load_questions
+from ponder.strategies.two_stage import TwoStageParams
+
+logger = logging.getLogger(__name__)
+
+MAX_QUESTION_TOKENS = 60
+MAX_STEPS = 5
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    async def embed(self, texts: list[str]) -> list[list[float]] | None:
+        """Embeddings of ``texts``, or ``None`` when the engine serves none."""
+        ...
+
+
+def reasoning_steps(rationale: str) -> int:
+    """Steps as Auto-CoT counts them: the rationale's non-empty lines."""
+    return sum(1 for line in rationale.splitlines() if line.strip())
+
+
+def cluster_order(vectors: np.ndarray, k: int, *, seed: int = 0) -> list[list[int]]:
+    """Per cluster, member indices from the nearest to its centre outwards."""
+    k = min(k, len(vectors))
+    model = KMeans(n_clusters=k, random_state=seed, n_init=10).fit(vectors)
+    distances = model.transform(vectors)
+    clusters: list[list[int]] = []
+    for cluster in range(k):
+        members = [i for i, label in enumerate(model.labels_) if label == cluster]
+        clusters.append(sorted(members, key=lambda i: float(distances[i, cluster])))
+    return clusters
+
+
+async def question_vectors(ctx: StrategyContext, questions: list[str]) -> np.ndarray:
+    if isinstance(ctx.engine, Embedder):
+        embedded = await ctx.engine.embed(questions)
+        if embedded is not None:
+            return np.asarray(embedded, dtype=float)
+    vectors: np.ndarray = TfidfVectorizer().fit_transform(questions).toarray()
+    return vectors
+
+
+async def auto_demos(ctx: StrategyContext, pool: str, k: int, params: TwoStageParams) -> list[Demo]:
+    path = ctx.resources.question_pools.get(pool)
+    if path is None:
+        known = ", ".join(sorted(ctx.resources.question_pools)) or "none configured"
+        raise StrategyInputError(f"unknown question pool {pool!r} (known: {known})")
+    cache = _cache_file(ctx, path, k)
+    if cache is not None and cache.is_file():
+        return [Demo.model_validate(row) for row in json.loads(cache.read_text())]
+    questions = load_questions(path)
+    if not questions:
+        raise StrategyInputError(f"question pool {pool!r} has no questions")
+    await ctx.progress(f"building {k} Auto-CoT demonstrations from pool {pool!r} (once)")
+    clusters = cluster_order(await question_vectors(ctx, questions), k, seed=ctx.seed)
+    demos = []
+    for members in clusters:
+        for index in members:
+            demo = await _try_question(ctx, questions[index], params)
+            if demo is not None:
+                demos.append(demo)
+                break
+    if cache is not None:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        partial = cache.with_suffix(".partial")
+        partial.write_text(json.dumps([d.model_dump() for d in demos]))
+        partial.rename(cache)
+    logger.info("Auto-CoT built %d demonstrations from pool %r", len(demos), pool)
+    return demos
+
+
+async def _try_question(ctx: StrategyContext, question: str, params: TwoStageParams) -> Demo | None:
+    if await ctx.engine.count_tokens(question) > MAX_QUESTION_TOKENS:
+        return None
+    sampling = ctx.sampling_for(params)
+    first = prompts.qa(question, prompts.COT_TRIGGER)
+    rationale = (
+        (await ctx.generate(ctx.chat(first), role="demo", round=0, sampling=sampling))
+        .choices[0]
+        .text.strip()
+    )
+    if reasoning_steps(rationale) > MAX_STEPS:
+        return None
+    answer = explicit_answer(rationale)
+    if answer is None:
+        trigger = prompts.ANSWER_TRIGGERS[params.answer_format]
+        second = prompts.extraction(question, prompts.COT_TRIGGER, rationale, trigger)
+        reply = await ctx.generate(
+            ctx.chat(second),
+            role="demo",
+            round=0,
+            sampling=ctx.sampling_for(params, max_tokens=params.extract_max_tokens),
+        )
+        answer = extract_answer(reply.choices[0].text)
+    if answer is None:
+        return None
+    return Demo(question=question, rationale=rationale, answer=answer)
+
+
+def _cache_file(ctx: StrategyContext, pool: Path, k: int) -> Path | None:
+    if ctx.resources.cache_dir is None:
+        return None
+    digest = hashlib.sha256()
+    digest.update(pool.read_bytes())
+    digest.update(f"|{ctx.engine.model}|{k}".encode())
+    return ctx.resources.cache_dir / "autocot" / f"{digest.hexdigest()[:24]}.json"

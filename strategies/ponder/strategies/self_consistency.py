@@ -1,0 +1,75 @@
+"""``self_consistency``: Self-Consistency (Wang et al. 2022).
+
+n Chain-of-Thought rationales sampled in ONE batched engine call at a
+temperature above zero; a majority vote over their extracted, normalised
+answers (a tie goes to the answer seen first); the first rationale that
+reached the winning answer is the response. The vote is in ``ponder.details``
+and each sample's answer in its trace entry.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from pydantic import Field
+
+from ponder.strategies import prompts
+from ponder.strategies.answers import extract_answer, vote
+from ponder.strategies.base import (
+    Answer,
+    Limits,
+    Strategy,
+    StrategyContext,
+    StrategyParams,
+    StrategyResult,
+)
+from ponder.strategies.two_stage import answer_of
+
+DEFAULT_TEMPERATURE = 0.7
+
+
+class SelfConsistencyParams(StrategyParams):
+    n: int = Field(8, ge=1, le=64, description="rationales sampled and voted on")
+    temperature: float | None = Field(
+        None,
+        gt=0.0,
+        le=2.0,
+        description=f"sampling temperature (default: the request's if above 0, "
+        f"else {DEFAULT_TEMPERATURE})",
+    )
+
+
+class SelfConsistency(Strategy[SelfConsistencyParams]):
+    name: ClassVar[str] = "self_consistency"
+    Params: ClassVar[type[SelfConsistencyParams]] = SelfConsistencyParams
+    description: ClassVar[str] = "n sampled rationales in one call, majority vote"
+
+    def check_limits(self, limits: Limits, max_tokens: int) -> None:
+        limits.check_drafts(self.params.n, "self_consistency.n")
+        super().check_limits(limits, max_tokens)
+
+    def planned_samples(self) -> int:
+        return self.params.n
+
+    async def run(self, ctx: StrategyContext) -> StrategyResult:
+        temperature = self.params.temperature
+        if temperature is None:
+            requested = ctx.sampling.temperature
+            temperature = requested if requested else DEFAULT_TEMPERATURE
+        sampling = ctx.sampling_for(self.params, temperature=temperature)
+        await ctx.progress(f"sampling {self.params.n} rationales")
+        prompt = ctx.chat(prompts.qa(ctx.question, prompts.COT_TRIGGER))
+        generation = await ctx.generate(
+            prompt, role="draft", round=1, n=self.params.n, sampling=sampling, annotate=answer_of
+        )
+        answers = [extract_answer(choice.text) for choice in generation.choices]
+        result = vote(answers)
+        chosen = generation.choices[result.winner_index or 0]
+        return StrategyResult(
+            answers=[Answer(chosen.text, chosen.finish_reason, result.winner)],
+            details={
+                "votes": result.counts,
+                "winner": result.winner,
+                "winner_index": result.winner_index,
+            },
+        )

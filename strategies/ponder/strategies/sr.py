@@ -1,0 +1,89 @@
+"""``sr``: Sequential Refinement — the PDR paper's degree-1 case.
+
+One draft; then ``rounds`` refinements, each seeing only the question and
+the previous solution and writing an improved, complete one. With
+``error_analysis``, a call between rounds lists the previous solution's
+errors (role ``verify``) and the refinement reads that list too. The last
+refinement is streamed to a streaming client.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from pydantic import Field
+
+from ponder.strategies import prompts
+from ponder.strategies.answers import extract_answer, normalise
+from ponder.strategies.base import (
+    Answer,
+    Limits,
+    Strategy,
+    StrategyContext,
+    StrategyParams,
+    StrategyResult,
+)
+from ponder.strategies.two_stage import answer_of
+
+
+class SRParams(StrategyParams):
+    rounds: int = Field(2, ge=1, le=32, description="refinements after the first draft")
+    error_analysis: bool = Field(False, description="an error-analysis call before each refinement")
+
+
+class SequentialRefinement(Strategy[SRParams]):
+    name: ClassVar[str] = "sr"
+    Params: ClassVar[type[SRParams]] = SRParams
+    description: ClassVar[str] = "one draft, then rounds of refinement"
+
+    def check_limits(self, limits: Limits, max_tokens: int) -> None:
+        limits.check_rounds(self.params.rounds + 1, "sr.rounds")
+        super().check_limits(limits, max_tokens)
+
+    def planned_samples(self) -> int:
+        return 1 + self.params.rounds * (2 if self.params.error_analysis else 1)
+
+    async def run(self, ctx: StrategyContext) -> StrategyResult:
+        sampling = ctx.sampling_for(self.params)
+        question = ctx.question
+        await ctx.progress(f"round 1 of {self.params.rounds + 1}: draft")
+        draft = await ctx.generate(
+            ctx.chat(prompts.solve(question)),
+            role="draft",
+            round=1,
+            sampling=sampling,
+            annotate=answer_of,
+        )
+        solution = draft.choices[0]
+        for step in range(1, self.params.rounds + 1):
+            round_ = step + 1
+            analysis = None
+            if self.params.error_analysis:
+                critique = await ctx.generate(
+                    ctx.chat(prompts.error_analysis(question, solution.text)),
+                    role="verify",
+                    round=round_,
+                    sampling=sampling,
+                )
+                analysis = critique.choices[0].text
+            prompt = ctx.chat(prompts.refinement(question, solution.text, analysis))
+            if step == self.params.rounds:
+                solution = await ctx.final(
+                    prompt, role="refine", round=round_, sampling=sampling, annotate=answer_of
+                )
+            else:
+                await ctx.progress(f"round {round_} of {self.params.rounds + 1}: refine")
+                refined = await ctx.generate(
+                    prompt, role="refine", round=round_, sampling=sampling, annotate=answer_of
+                )
+                solution = refined.choices[0]
+        answer = extract_answer(solution.text)
+        return StrategyResult(
+            answers=[
+                Answer(
+                    solution.text,
+                    solution.finish_reason,
+                    normalise(answer) if answer is not None else None,
+                )
+            ]
+        )

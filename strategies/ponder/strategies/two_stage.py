@@ -1,0 +1,70 @@
+"""Kojima et al.'s two stages, shared by ``cot`` and ``plan_and_solve``.
+
+Stage 1 writes the rationale after a trigger. When the rationale states no
+answer, stage 2 repeats the prompt and rationale followed by the
+answer-extraction trigger of the answer's format, and reads the answer from
+that short completion.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from pydantic import Field
+
+from ponder.strategies import prompts
+from ponder.strategies.answers import explicit_answer, extract_answer, normalise
+from ponder.strategies.base import Answer, StrategyContext, StrategyParams
+from ponder.strategies.engine import Choice
+
+
+class TwoStageParams(StrategyParams):
+    answer_format: prompts.AnswerFormat = Field(
+        "numeric", description="numeric, choice (A-E), yes_no or free: picks the extraction trigger"
+    )
+    extract_max_tokens: int = Field(
+        32, ge=1, le=512, description="output tokens of the extraction call"
+    )
+
+
+def answer_of(choice: Choice) -> dict[str, object]:
+    """The trace note of a sample: the answer it states, normalised."""
+    answer = extract_answer(choice.text)
+    return {"answer": normalise(answer) if answer is not None else None}
+
+
+async def reason_then_extract(
+    ctx: StrategyContext,
+    params: TwoStageParams,
+    trigger: str,
+    *,
+    demos: Sequence[str] = (),
+    round: int = 1,
+) -> Answer:
+    sampling = ctx.sampling_for(params)
+    first = prompts.with_demos(demos, prompts.qa(ctx.question, trigger))
+    rationale = await ctx.final(
+        ctx.chat(first), role="draft", round=round, sampling=sampling, annotate=answer_of
+    )
+    stated = explicit_answer(rationale.text)
+    if stated is not None:
+        return Answer(rationale.text, rationale.finish_reason, normalise(stated))
+    answer_trigger = prompts.ANSWER_TRIGGERS[params.answer_format]
+    second = prompts.with_demos(
+        demos, prompts.extraction(ctx.question, trigger, rationale.text, answer_trigger)
+    )
+    joint = f"\n\n{answer_trigger} "
+    extracted = await ctx.final(
+        ctx.chat(second),
+        role="extract",
+        round=round,
+        prefix=joint,
+        sampling=ctx.sampling_for(params, max_tokens=params.extract_max_tokens),
+        annotate=answer_of,
+    )
+    found = extract_answer(extracted.text)
+    return Answer(
+        rationale.text + joint + extracted.text.strip(),
+        extracted.finish_reason,
+        normalise(found) if found is not None else None,
+    )
