@@ -20,6 +20,7 @@ from pydantic import Field, field_validator
 from ponder.strategies import prompts
 from ponder.strategies.answers import extract_answer, normalise
 from ponder.strategies.base import (
+    Annotate,
     Answer,
     Limits,
     Strategy,
@@ -92,30 +93,31 @@ class PDR(Strategy[PDRParams]):
     async def run(self, ctx: StrategyContext) -> StrategyResult:
         schedule = self.params.schedule
         sampling = ctx.sampling_for(self.params)
-        workspaces = [""]
+        workspaces = [Workspace("", 0)]  # round 1 reads none
         rounds: list[dict[str, Any]] = []
         drafts: list[Choice] = []
         for round_, degree in enumerate(schedule, 1):
             last = round_ == len(schedule)
             await ctx.progress(f"round {round_} of {len(schedule)}: {degree} drafts")
-            if last:
-                prompt = ctx.chat(prompts.from_workspace(ctx.question, workspaces[0]))
-                drafts = [
-                    await ctx.final(
-                        prompt, role="draft", round=round_, sampling=sampling, annotate=answer_of
+            if len(workspaces) == 1:
+                prompt = ctx.chat(prompts.from_workspace(ctx.question, workspaces[0].text))
+                note = _reads(workspaces[0], round_)
+                if last:
+                    drafts = [
+                        await ctx.final(
+                            prompt, role="draft", round=round_, sampling=sampling, annotate=note
+                        )
+                    ]
+                else:
+                    generation = await ctx.generate(
+                        prompt,
+                        role="draft",
+                        round=round_,
+                        n=degree,
+                        sampling=sampling,
+                        annotate=note,
                     )
-                ]
-            elif len(workspaces) == 1:
-                prompt = ctx.chat(prompts.from_workspace(ctx.question, workspaces[0]))
-                generation = await ctx.generate(
-                    prompt,
-                    role="draft",
-                    round=round_,
-                    n=degree,
-                    sampling=sampling,
-                    annotate=answer_of,
-                )
-                drafts = list(generation.choices)
+                    drafts = list(generation.choices)
             else:
                 drafts = await self._per_call_drafts(ctx, workspaces, round_)
             if last:
@@ -136,19 +138,19 @@ class PDR(Strategy[PDRParams]):
         )
 
     async def _per_call_drafts(
-        self, ctx: StrategyContext, workspaces: list[str], round_: int
+        self, ctx: StrategyContext, workspaces: list[Workspace], round_: int
     ) -> list[Choice]:
         sampling = ctx.sampling_for(self.params)
         with ctx.budget.parallel():
             generations = await asyncio.gather(
                 *(
                     ctx.generate(
-                        ctx.chat(prompts.from_workspace(ctx.question, workspace)),
+                        ctx.chat(prompts.from_workspace(ctx.question, workspace.text)),
                         role="draft",
                         round=round_,
                         index=i,
                         sampling=sampling,
-                        annotate=answer_of,
+                        annotate=_reads(workspace, round_),
                     )
                     for i, workspace in enumerate(workspaces)
                 )
@@ -157,7 +159,7 @@ class PDR(Strategy[PDRParams]):
 
     async def _distill(
         self, ctx: StrategyContext, drafts: list[Choice], calls: int, round_: int
-    ) -> tuple[list[str], dict[str, Any]]:
+    ) -> tuple[list[Workspace], dict[str, Any]]:
         """The next round's workspaces (one, shared, or one per call) and what was done."""
         params = self.params
         texts = [draft.text for draft in drafts]
@@ -170,11 +172,9 @@ class PDR(Strategy[PDRParams]):
                 sampling=ctx.sampling_for(params, max_tokens=bound),
             )
             workspace = await bound_text(summary.choices[0].text, bound, ctx.engine.count_tokens)
-            # The summary call is this run's latest record: note its bounded size there.
-            ctx.budget.records[-1].meta.update(_workspace_note(workspace))
-            return [workspace.text], {
+            return [workspace], {
                 "distill": params.distill.value,
-                "workspaces": [_workspace_note(workspace)],
+                "workspaces": [workspace_note(workspace)],
             }
         if params.distill is Distill.RANDOM_K:
             selections = random_k(len(texts), params.k, calls, seed=ctx.seed + round_)
@@ -192,11 +192,11 @@ class PDR(Strategy[PDRParams]):
         info = {
             "distill": params.distill.value,
             "selections": selections,
-            "workspaces": [_workspace_note(bounded[s]) for s in distinct],
+            "workspaces": [workspace_note(bounded[s]) for s in distinct],
         }
         if len(distinct) == 1:
-            return [bounded[distinct[0]].text], info
-        return [bounded[tuple(selection)].text for selection in selections], info
+            return [bounded[distinct[0]]], info
+        return [bounded[tuple(selection)] for selection in selections], info
 
     async def _ranking(self, ctx: StrategyContext, texts: list[str], round_: int) -> list[int]:
         if self.params.scorer == "agreement":
@@ -220,8 +220,20 @@ class PDR(Strategy[PDRParams]):
         return score_ranking([verified(reply.choices[0].text) for reply in replies])
 
 
-def _workspace_note(workspace: Workspace) -> dict[str, Any]:
+def workspace_note(workspace: Workspace) -> dict[str, Any]:
+    """A workspace's size in the engine's tokens, and its cut when it had to be cut."""
     return {
         "tokens": workspace.tokens,
         "cut": asdict(workspace.cut) if workspace.cut is not None else None,
     }
+
+
+def _reads(workspace: Workspace, round_: int) -> Annotate:
+    """The trace note of a draft: its answer and, after round 1, the workspace it read."""
+    if round_ == 1:
+        return answer_of
+
+    def note(choice: Choice) -> dict[str, Any]:
+        return {**answer_of(choice), "workspace": workspace_note(workspace)}
+
+    return note

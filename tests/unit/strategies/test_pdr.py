@@ -1,0 +1,172 @@
+"""PDR's call graph, budget arithmetic, workspace bound, and operators."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from ponder.strategies.base import Limits
+from ponder.strategies.pdr import PDR, PDRParams
+from ponder.strategies.testing import ScriptedEngine
+from tests.unit.strategies.scripts import by_rules, context, user_text
+
+QUESTION = "What is 6 times 7?"
+LONG_SUMMARY = " ".join(f"Fact {i} is that the product is forty two." for i in range(40))
+
+
+def drafts_by_index(prompt: str, index: int) -> str:
+    return f"Attempt {index}: 6 times 7. The answer is {42 if index % 2 == 0 else 41}."
+
+
+def engine_for_summary(summary: str = "Most attempts say 42.") -> ScriptedEngine:
+    return ScriptedEngine(
+        script=by_rules(("Write a concise summary", summary), default=drafts_by_index)
+    )
+
+
+async def test_pdr_421_with_global_summary() -> None:
+    engine = engine_for_summary()
+    ctx = context(engine, QUESTION)
+    result = await PDR(PDRParams(schedule=[4, 2, 1], workspace_tokens=64)).run(ctx)
+    records = ctx.budget.records
+    assert [(c.kind, c.n) for c in engine.calls] == [
+        ("generate", 4),
+        ("generate", 1),
+        ("generate", 2),
+        ("generate", 1),
+        ("generate", 1),
+    ]
+    drafts_per_round = [
+        sum(1 for r in records if r.role == "draft" and r.round == k) for k in (1, 2, 3)
+    ]
+    assert drafts_per_round == [4, 2, 1]
+    assert [(r.role, r.round) for r in records if r.role == "distill"] == [
+        ("distill", 1),
+        ("distill", 2),
+    ]
+    usage = ctx.budget.usage()
+    assert (usage.calls, usage.rounds, usage.drafts) == (5, 3, 7)
+    assert usage.total_tokens == sum(r.prompt_tokens + r.completion_tokens for r in records)
+    by_step: dict[int, int] = {}
+    for r in records:
+        by_step[r.step] = max(by_step.get(r.step, 0), r.tokens)
+    assert usage.sequential_tokens == sum(by_step.values())
+    assert len(by_step) == 5  # drafts, distill, drafts, distill, final
+    assert result.answers[0].answer in {"42", "41"}
+
+
+async def test_round_prompts_read_only_the_latest_workspace() -> None:
+    summaries = iter(["Summary A: 42 is likely.", "Summary B: check 41."])
+    engine = ScriptedEngine(
+        script=by_rules(
+            ("Write a concise summary", lambda p, i: next(summaries)), default=drafts_by_index
+        )
+    )
+    await PDR(PDRParams(schedule=[3, 2, 1])).run(context(engine, QUESTION))
+    round1, round2, round3 = (user_text(engine.calls[i].prompt) for i in (0, 2, 4))
+    assert "Notes from earlier attempts" not in round1  # round 1: an empty workspace
+    assert "Summary A" in round2
+    assert "Summary B" in round3
+    assert "Summary A" not in round3  # rebuilt, not accumulated
+    assert "Attempt 0" not in round3  # drafts reach later rounds only through the workspace
+    summary_prompt = user_text(engine.calls[1].prompt)
+    assert summary_prompt.count("### Attempt") == 3
+
+
+async def test_the_workspace_is_bounded_in_engine_tokens_and_the_cut_traced() -> None:
+    engine = ScriptedEngine(script=lambda prompt, index: LONG_SUMMARY)
+    ctx = context(engine, QUESTION)
+    result = await PDR(
+        PDRParams(schedule=[2, 1], distill="shared_top_k", k=2, workspace_tokens=40)
+    ).run(ctx)
+    final = ctx.budget.records[-1]
+    note = final.meta["workspace"]
+    assert note["tokens"] <= 40
+    assert note["cut"]["original_tokens"] > 40
+    assert note["cut"]["at"] == "sentence"
+    final_prompt = user_text(engine.calls[-1].prompt)
+    notes = final_prompt.split("(they may contain errors):\n", 1)[1].split("\n\nUsing what", 1)[0]
+    assert len(notes.split()) <= 40  # the scripted engine counts words as tokens
+    assert notes.endswith("forty two.")  # cut at a sentence end
+    assert result.details["rounds"][0]["workspaces"] == [note]
+
+
+async def test_the_summary_is_bounded_by_its_call_and_traced_on_the_next_round() -> None:
+    engine = engine_for_summary(LONG_SUMMARY)
+    ctx = context(engine, QUESTION)
+    await PDR(PDRParams(schedule=[2, 1], workspace_tokens=40)).run(ctx)
+    distill = next(r for r in ctx.budget.records if r.role == "distill")
+    assert distill.completion_tokens <= 40  # the summary call's own max_tokens
+    assert ctx.budget.records[-1].meta["workspace"]["tokens"] <= 40
+
+
+async def test_shared_top_k_by_agreement_shares_one_batched_call() -> None:
+    def drafts(prompt: str, index: int) -> str:  # three say 42, one says 41
+        return f"Attempt {index}: 6 times 7. The answer is {41 if index == 1 else 42}."
+
+    engine = ScriptedEngine(script=drafts)
+    ctx = context(engine, QUESTION)
+    result = await PDR(PDRParams(schedule=[4, 2, 1], distill="shared_top_k", k=2)).run(ctx)
+    assert [c.n for c in engine.calls] == [4, 2, 1]  # no distill call
+    round2 = user_text(engine.calls[1].prompt)
+    assert "Attempt 0: 6 times 7. The answer is 42." in round2  # the majority first
+    assert "Attempt 2: 6 times 7. The answer is 42." in round2
+    assert (
+        "The answer is 41"
+        not in round2.split("Notes from earlier attempts")[1].split("Using what")[0]
+    )
+    assert result.details["rounds"][0]["selections"] == [[0, 2], [0, 2]]
+
+
+async def test_per_sample_top_k_gives_each_call_its_own_drafts_in_one_step() -> None:
+    engine = ScriptedEngine(script=drafts_by_index)
+    ctx = context(engine, QUESTION)
+    await PDR(PDRParams(schedule=[4, 3, 1], distill="per_sample_top_k", k=2)).run(ctx)
+    round2 = [r for r in ctx.budget.records if r.round == 2]
+    assert len(round2) == 3
+    assert len({r.step for r in round2}) == 1  # three calls side by side
+    assert len({r.prompt for r in round2}) == 3
+    assert [c.n for c in engine.calls] == [4, 1, 1, 1, 1]
+
+
+async def test_random_k_is_seeded() -> None:
+    async def selections(seed: int) -> list[list[int]]:
+        ctx = context(ScriptedEngine(script=drafts_by_index), QUESTION, seed=seed)
+        result = await PDR(PDRParams(schedule=[6, 3, 1], distill="random_k", k=2)).run(ctx)
+        chosen: list[list[int]] = result.details["rounds"][0]["selections"]
+        return chosen
+
+    assert await selections(7) == await selections(7)
+    assert await selections(7) != await selections(8)
+
+
+async def test_verify_scorer_makes_one_verification_per_draft() -> None:
+    engine = ScriptedEngine(
+        script=by_rules(
+            ("Is its final answer correct?", lambda p, i: "Yes" if "answer is 42" in p else "No"),
+            default=drafts_by_index,
+        )
+    )
+    ctx = context(engine, QUESTION)
+    await PDR(PDRParams(schedule=[4, 1], distill="shared_top_k", k=1, scorer="verify")).run(ctx)
+    verifies = [r for r in ctx.budget.records if r.role == "verify"]
+    assert len(verifies) == 4
+    assert len({r.step for r in verifies}) == 1
+    assert [r.meta["score"] for r in verifies] == [1.0, 0.0, 1.0, 0.0]
+    assert "Attempt 0:" in user_text(engine.calls[-1].prompt)
+
+
+@pytest.mark.parametrize("schedule", [[4, 2], [0, 1], []])
+def test_schedule_must_end_in_one_and_be_positive(schedule: list[int]) -> None:
+    with pytest.raises(ValidationError):
+        PDRParams(schedule=schedule)
+
+
+def test_caps_name_themselves() -> None:
+    with pytest.raises(ValueError, match="max_drafts_per_round"):
+        PDR(PDRParams(schedule=[32, 1])).check_limits(Limits(), 64)
+    with pytest.raises(ValueError, match="max_rounds"):
+        PDR(PDRParams(schedule=[1] * 9)).check_limits(Limits(), 64)
+    with pytest.raises(ValueError, match="max_total_tokens"):
+        PDR(PDRParams(schedule=[8, 4, 1])).check_limits(Limits(max_total_tokens=5000), 512)
+    assert PDR(PDRParams(schedule=[8, 4, 1])).planned_samples() == 13 + 2
