@@ -9,6 +9,7 @@ Every process is stopped by the fixture that started it.
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from collections.abc import Iterator
@@ -91,15 +92,36 @@ def gateway_process(
     )
 
 
+DATASETS = Path(__file__).resolve().parents[2].parent / "shared" / "datasets"
+
+
+def gateway_env(folder: Path) -> dict[str, str]:
+    """A test gateway's settings: a question pool for Auto-CoT, and a cache of its own
+    (so that Auto-CoT builds its demonstrations in every test session)."""
+    pool = folder / "multiarith-pool.jsonl"
+    with (DATASETS / "multiarith.jsonl").open() as source:
+        pool.write_text("".join(source.readline() for _ in range(16)))
+    return {
+        "PONDER_QUESTION_POOLS": json.dumps({"multiarith": str(pool)}),
+        "PONDER_CACHE_DIR": str(folder / "cache"),
+    }
+
+
 @pytest.fixture(scope="session")
-def llamacpp_gateway(llamacpp: ManagedEngine, logs: Path) -> Iterator[ManagedEngine]:
-    with gateway_process(logs, "--engine-url", llamacpp.url + "/v1") as gateway:
+def llamacpp_gateway(
+    llamacpp: ManagedEngine, logs: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ManagedEngine]:
+    env = gateway_env(tmp_path_factory.mktemp("llamacpp-gateway"))
+    with gateway_process(logs, "--engine-url", llamacpp.url + "/v1", env=env) as gateway:
         yield gateway
 
 
 @pytest.fixture(scope="session")
-def vllm_gateway(vllm: ManagedEngine, logs: Path) -> Iterator[ManagedEngine]:
-    with gateway_process(logs, "--engine-url", vllm.url) as gateway:
+def vllm_gateway(
+    vllm: ManagedEngine, logs: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ManagedEngine]:
+    env = gateway_env(tmp_path_factory.mktemp("vllm-gateway"))
+    with gateway_process(logs, "--engine-url", vllm.url, env=env) as gateway:
         yield gateway
 
 

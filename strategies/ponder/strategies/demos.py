@@ -60,10 +60,14 @@ def load_decompositions(path: Path) -> list[Decomposition]:
 
 
 def load_questions(path: Path) -> list[str]:
-    """A question pool: JSONL rows with a ``question`` (or ``problem``) field."""
+    """A question pool: JSONL rows with a ``question``, ``problem`` or ``input`` field
+    (the field names of GSM8K, MATH and the MAWPS sets), or SVAMP's ``Body`` and
+    ``Question``."""
     questions = []
     for row in read_jsonl(path):
-        question = row.get("question") or row.get("problem")
+        question = row.get("question") or row.get("problem") or row.get("input")
+        if question is None and isinstance(row.get("Question"), str):
+            question = f"{row.get('Body', '')} {row['Question']}"
         if isinstance(question, str) and question.strip():
             questions.append(question.strip())
     return questions

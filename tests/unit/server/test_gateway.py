@@ -358,3 +358,48 @@ async def test_a_body_over_the_limit_is_413_and_reaches_no_engine(
     )
     assert_envelope(streamed, 413)
     assert engine.calls == []
+
+
+async def test_a_multi_round_strategy_streams_progress_then_its_last_round(
+    client: httpx.AsyncClient,
+) -> None:
+    response = await client.post(
+        CHAT,
+        json=chat_body(
+            stream=True,
+            stream_options={"include_usage": True},
+            ponder={"strategy": "pdr", "schedule": [3, 1], "trace": True},
+        ),
+    )
+    assert response.status_code == 200
+    events, comments = sse_events(response.text)
+    assert any(c.startswith("round 1 of 2") for c in comments)
+    assert any(c.startswith("round 2 of 2") for c in comments)
+    text = "".join(c["delta"].get("content", "") for e in events for c in e.get("choices", []))
+    usage_event = events[-1]
+    trace = usage_event["ponder"]["trace"]
+    assert text == trace[-1]["output"]  # the last round's draft, as streamed
+    assert [t["role"] for t in trace] == ["draft"] * 3 + ["distill", "draft"]
+    assert usage_event["usage"]["ponder"]["drafts"] == 4
+
+
+async def test_n_runs_a_strategy_that_answers_once_n_times(
+    client: httpx.AsyncClient, engine: ScriptedEngine
+) -> None:
+    data = (
+        await client.post(CHAT, json=chat_body(n=2, ponder={"strategy": "sr", "rounds": 1}))
+    ).json()
+    assert len(data["choices"]) == 2
+    assert len(engine.calls) == 4  # (draft + refine) twice
+    usage = data["usage"]["ponder"]
+    assert usage["calls"] == 4
+    assert usage["rounds"] == 2
+    assert usage["sequential_tokens"] < usage["total_tokens"]  # the runs overlap
+
+
+async def test_strategy_caps_are_400s_that_name_the_cap(client: httpx.AsyncClient) -> None:
+    over = await client.post(CHAT, json=chat_body(ponder={"strategy": "pdr", "schedule": [64, 1]}))
+    assert_envelope(over, 400, "ponder")
+    assert "max_drafts_per_round" in over.json()["error"]["message"]
+    bad = await client.post(CHAT, json=chat_body(ponder={"strategy": "pdr", "schedule": [4, 2]}))
+    assert_envelope(bad, 400, "ponder.schedule")

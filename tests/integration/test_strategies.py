@@ -1,0 +1,180 @@
+"""Every strategy, end to end: the openai package -> ponder serve -> a real engine.
+
+Each runs once streamed and once not, on llama.cpp and on vLLM's CPU build.
+The model is tiny: these tests check the calls made, the budgets and the
+formats, never whether an answer is right.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import openai
+import pytest
+from openai.types.chat import ChatCompletionMessageParam
+
+from tests.integration.conftest import MODEL, Served
+
+QUESTION: list[ChatCompletionMessageParam] = [
+    {"role": "user", "content": "A pet store had 13 cats and sold 5 of them. How many are left?"}
+]
+
+# Each strategy's parameters, kept small, and the roles its trace must show.
+STRATEGIES: dict[str, tuple[dict[str, Any], set[str]]] = {
+    "cot": ({}, {"draft"}),
+    "plan_and_solve": ({"variant": "ps_plus"}, {"draft"}),
+    "successive": ({"max_steps": 2, "step_max_tokens": 32}, {"decompose", "answer"}),
+    "self_consistency": ({"n": 4}, {"draft"}),
+    "sr": ({"rounds": 1, "error_analysis": True}, {"draft", "verify", "refine"}),
+    "pdr": ({"schedule": [3, 1], "workspace_tokens": 64}, {"draft", "distill"}),
+}
+
+
+@pytest.fixture
+def client(served: Served) -> openai.OpenAI:
+    return openai.OpenAI(base_url=served.base_url, api_key="-", max_retries=0, timeout=600)
+
+
+def info(response: Any) -> Any:
+    """The ``ponder`` object of a completion, or of a stream's last chunk."""
+    return response.model_extra["ponder"]
+
+
+def spent(response: Any) -> Any:
+    """``usage.ponder`` of a completion, or of a stream's last chunk."""
+    return response.usage.model_extra["ponder"]
+
+
+def check_usage(response: Any, roles: set[str]) -> None:
+    trace = info(response)["trace"]
+    usage = spent(response)
+    assert roles <= {call["role"] for call in trace}
+    assert usage["total_tokens"] == sum(c["prompt_tokens"] + c["completion_tokens"] for c in trace)
+    assert 0 < usage["sequential_tokens"] <= usage["total_tokens"]
+    assert response.usage.completion_tokens == sum(c["completion_tokens"] for c in trace)
+    assert usage["drafts"] == sum(1 for c in trace if c["role"] == "draft")
+
+
+@pytest.mark.parametrize("strategy", sorted(STRATEGIES))
+def test_every_strategy_answers(client: openai.OpenAI, strategy: str) -> None:
+    params, roles = STRATEGIES[strategy]
+    completion = client.chat.completions.create(
+        model=MODEL,
+        messages=QUESTION,
+        max_tokens=48,
+        temperature=0.7,
+        extra_body={"ponder": {"strategy": strategy, "trace": True, **params}},
+    )
+    assert completion.choices[0].message.content
+    assert info(completion)["strategy"] == strategy
+    check_usage(completion, roles)
+
+
+@pytest.mark.parametrize("strategy", sorted(STRATEGIES))
+def test_every_strategy_streams(client: openai.OpenAI, strategy: str) -> None:
+    params, roles = STRATEGIES[strategy]
+    stream = client.chat.completions.create(
+        model=f"{strategy}:{MODEL}",
+        messages=QUESTION,
+        max_tokens=48,
+        temperature=0.7,
+        stream=True,
+        stream_options={"include_usage": True},
+        extra_body={"ponder": {"trace": True, **params}},
+    )
+    pieces, last = [], None
+    for chunk in stream:
+        pieces += [c.delta.content for c in chunk.choices if c.delta.content]
+        last = chunk
+    assert "".join(pieces)
+    assert last is not None
+    assert last.usage is not None
+    check_usage(last, roles)
+
+
+def test_pdr_421_shows_its_rounds_distills_and_a_bounded_workspace(
+    client: openai.OpenAI,
+) -> None:
+    bound = 96
+    completion = client.chat.completions.create(
+        model=MODEL,
+        messages=QUESTION,
+        max_tokens=64,
+        temperature=0.8,
+        extra_body={
+            "ponder": {
+                "strategy": "pdr",
+                "schedule": [4, 2, 1],
+                "workspace_tokens": bound,
+                "trace": True,
+            }
+        },
+    )
+    trace = info(completion)["trace"]
+    drafts = [sum(1 for c in trace if c["role"] == "draft" and c["round"] == r) for r in (1, 2, 3)]
+    assert drafts == [4, 2, 1]
+    assert [c["round"] for c in trace if c["role"] == "distill"] == [1, 2]
+    for call in trace:
+        if call["role"] == "draft" and call["round"] > 1:
+            assert call["meta"]["workspace"]["tokens"] <= bound
+    for round_ in info(completion)["details"]["rounds"]:
+        assert all(workspace["tokens"] <= bound for workspace in round_["workspaces"])
+    usage = spent(completion)
+    assert (usage["calls"], usage["rounds"], usage["drafts"]) == (5, 3, 7)
+    check_usage(completion, {"draft", "distill"})
+
+
+def test_self_consistency_votes_over_one_batched_call(client: openai.OpenAI) -> None:
+    completion = client.chat.completions.create(
+        model=MODEL,
+        messages=QUESTION,
+        max_tokens=64,
+        extra_body={"ponder": {"strategy": "self_consistency", "n": 5, "trace": True}},
+    )
+    assert spent(completion)["calls"] == 1
+    details = info(completion)["details"]
+    answers = [c["meta"]["answer"] for c in info(completion)["trace"]]
+    assert len(answers) == 5
+    assert sum(details["votes"].values()) == sum(1 for a in answers if a is not None)
+    if details["winner"] is not None:
+        assert details["votes"][details["winner"]] == max(details["votes"].values())
+
+
+def test_auto_cot_builds_demonstrations_from_a_pool_once(client: openai.OpenAI) -> None:
+    def ask() -> Any:
+        return client.chat.completions.create(
+            model=MODEL,
+            messages=QUESTION,
+            max_tokens=48,
+            temperature=0.5,
+            extra_body={
+                "ponder": {
+                    "strategy": "cot",
+                    "mode": "auto",
+                    "pool": "multiarith",
+                    "n_demos": 2,
+                    "trace": True,
+                }
+            },
+        )
+
+    first = ask()
+    assert "demo" in [c["role"] for c in info(first)["trace"]]  # the first request builds them
+    demos = info(first)["details"]["demos"]
+    assert 1 <= demos <= 2
+    second = ask()
+    trace = info(second)["trace"]
+    assert trace[0]["role"] == "draft"
+    assert "demo" not in {c["role"] for c in trace}  # read from the cache
+    assert info(second)["details"]["demos"] == demos
+    assert trace[0]["prompt"].count("A: Let's think step by step.") == demos + 1
+
+
+@pytest.mark.parametrize(
+    ("effort", "strategy"), [("low", "cot"), ("medium", "self_consistency"), ("high", "pdr")]
+)
+def test_reasoning_effort_presets(client: openai.OpenAI, effort: str, strategy: str) -> None:
+    completion = client.chat.completions.create(
+        model=MODEL, messages=QUESTION, max_tokens=32, extra_body={"reasoning_effort": effort}
+    )
+    assert info(completion)["strategy"] == strategy
