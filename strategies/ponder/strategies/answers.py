@@ -11,6 +11,9 @@ import re
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
+
+from ponder.strategies.engine import Choice
 
 _NUMBER = re.compile(r"-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|-?\.\d+")
 _GSM8K = re.compile(r"####\s*(.+)")
@@ -121,3 +124,14 @@ def vote(answers: Sequence[str | None]) -> Vote:
     best = max(counts.values())
     winner = next(a for a in normalised if a is not None and counts[a] == best)
     return Vote(winner, normalised.index(winner), dict(counts))
+
+
+def stated(text: str) -> str | None:
+    """The normalised answer of a solution (the last number when it states none)."""
+    answer = extract_answer(text)
+    return normalise(answer) if answer is not None else None
+
+
+def answer_note(choice: Choice) -> dict[str, Any]:
+    """A sample's trace note: the answer it reached."""
+    return {"answer": stated(choice.text)}

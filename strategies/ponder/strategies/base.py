@@ -9,6 +9,7 @@ from typing import Any, ClassVar, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ponder.strategies.answers import stated
 from ponder.strategies.budget import Budget, BudgetExhausted
 from ponder.strategies.demos import Resources
 from ponder.strategies.engine import (
@@ -219,6 +220,11 @@ class Answer:
     finish_reason: str | None = "stop"
     #: The extracted, normalised final answer, when the strategy found one.
     answer: str | None = None
+
+    @classmethod
+    def from_choice(cls, choice: Choice) -> Answer:
+        """A sample as the response, with the answer it reached."""
+        return cls(choice.text, choice.finish_reason, stated(choice.text))
 
 
 @dataclass(frozen=True, slots=True)

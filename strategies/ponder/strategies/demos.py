@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -71,7 +71,3 @@ def load_questions(path: Path) -> list[str]:
         if isinstance(question, str) and question.strip():
             questions.append(question.strip())
     return questions
-
-
-def pick(demos: Sequence[Demo], n: int) -> list[Demo]:
-    return list(demos[:n])

@@ -18,7 +18,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import Field, field_validator
 
 from ponder.strategies import prompts
-from ponder.strategies.answers import extract_answer, normalise
+from ponder.strategies.answers import answer_note, stated
 from ponder.strategies.base import (
     Annotate,
     Answer,
@@ -29,7 +29,6 @@ from ponder.strategies.base import (
     StrategyResult,
 )
 from ponder.strategies.engine import Choice
-from ponder.strategies.two_stage import answer_of
 from ponder.workspace import (
     Distill,
     Workspace,
@@ -125,15 +124,8 @@ class PDR(Strategy[PDRParams]):
             workspaces, info = await self._distill(ctx, drafts, schedule[round_], round_)
             rounds.append({"round": round_, "drafts": degree, **info})
         answer = drafts[0]
-        found = extract_answer(answer.text)
         return StrategyResult(
-            answers=[
-                Answer(
-                    answer.text,
-                    answer.finish_reason,
-                    normalise(found) if found is not None else None,
-                )
-            ],
+            answers=[Answer.from_choice(answer)],
             details={"rounds": rounds},
         )
 
@@ -200,8 +192,7 @@ class PDR(Strategy[PDRParams]):
 
     async def _ranking(self, ctx: StrategyContext, texts: list[str], round_: int) -> list[int]:
         if self.params.scorer == "agreement":
-            answers = [extract_answer(text) for text in texts]
-            return agreement_ranking([normalise(a) if a is not None else None for a in answers])
+            return agreement_ranking([stated(text) for text in texts])
         sampling = ctx.sampling_for(self.params, max_tokens=16)
         with ctx.budget.parallel():
             replies = await asyncio.gather(
@@ -231,9 +222,9 @@ def workspace_note(workspace: Workspace) -> dict[str, Any]:
 def _reads(workspace: Workspace, round_: int) -> Annotate:
     """The trace note of a draft: its answer and, after round 1, the workspace it read."""
     if round_ == 1:
-        return answer_of
+        return answer_note
 
     def note(choice: Choice) -> dict[str, Any]:
-        return {**answer_of(choice), "workspace": workspace_note(workspace)}
+        return {**answer_note(choice), "workspace": workspace_note(workspace)}
 
     return note

@@ -14,7 +14,7 @@ from typing import ClassVar
 from pydantic import Field
 
 from ponder.strategies import prompts
-from ponder.strategies.answers import extract_answer, vote
+from ponder.strategies.answers import answer_note, extract_answer, vote
 from ponder.strategies.base import (
     Answer,
     Limits,
@@ -23,7 +23,6 @@ from ponder.strategies.base import (
     StrategyParams,
     StrategyResult,
 )
-from ponder.strategies.two_stage import answer_of
 
 DEFAULT_TEMPERATURE = 0.7
 
@@ -60,7 +59,7 @@ class SelfConsistency(Strategy[SelfConsistencyParams]):
         await ctx.progress(f"sampling {self.params.n} rationales")
         prompt = ctx.chat(prompts.qa(ctx.question, prompts.COT_TRIGGER))
         generation = await ctx.generate(
-            prompt, role="draft", round=1, n=self.params.n, sampling=sampling, annotate=answer_of
+            prompt, role="draft", round=1, n=self.params.n, sampling=sampling, annotate=answer_note
         )
         answers = [extract_answer(choice.text) for choice in generation.choices]
         result = vote(answers)

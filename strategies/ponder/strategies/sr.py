@@ -14,7 +14,7 @@ from typing import ClassVar
 from pydantic import Field
 
 from ponder.strategies import prompts
-from ponder.strategies.answers import extract_answer, normalise
+from ponder.strategies.answers import answer_note
 from ponder.strategies.base import (
     Answer,
     Limits,
@@ -23,7 +23,6 @@ from ponder.strategies.base import (
     StrategyParams,
     StrategyResult,
 )
-from ponder.strategies.two_stage import answer_of
 
 
 class SRParams(StrategyParams):
@@ -52,7 +51,7 @@ class SequentialRefinement(Strategy[SRParams]):
             role="draft",
             round=1,
             sampling=sampling,
-            annotate=answer_of,
+            annotate=answer_note,
         )
         solution = draft.choices[0]
         for step in range(1, self.params.rounds + 1):
@@ -69,21 +68,12 @@ class SequentialRefinement(Strategy[SRParams]):
             prompt = ctx.chat(prompts.refinement(question, solution.text, analysis))
             if step == self.params.rounds:
                 solution = await ctx.final(
-                    prompt, role="refine", round=round_, sampling=sampling, annotate=answer_of
+                    prompt, role="refine", round=round_, sampling=sampling, annotate=answer_note
                 )
             else:
                 await ctx.progress(f"round {round_} of {self.params.rounds + 1}: refine")
                 refined = await ctx.generate(
-                    prompt, role="refine", round=round_, sampling=sampling, annotate=answer_of
+                    prompt, role="refine", round=round_, sampling=sampling, annotate=answer_note
                 )
                 solution = refined.choices[0]
-        answer = extract_answer(solution.text)
-        return StrategyResult(
-            answers=[
-                Answer(
-                    solution.text,
-                    solution.finish_reason,
-                    normalise(answer) if answer is not None else None,
-                )
-            ]
-        )
+        return StrategyResult(answers=[Answer.from_choice(solution)])

@@ -17,7 +17,7 @@ from typing import ClassVar
 from pydantic import Field
 
 from ponder.strategies import prompts
-from ponder.strategies.answers import extract_answer, normalise
+from ponder.strategies.answers import answer_note
 from ponder.strategies.base import (
     Answer,
     Limits,
@@ -27,7 +27,6 @@ from ponder.strategies.base import (
     StrategyResult,
 )
 from ponder.strategies.demos import load_decompositions
-from ponder.strategies.two_stage import answer_of
 
 _STEP_LABEL = re.compile(r"^\s*(?:Q\d+\s*[:.)-]|Question\s*\d*\s*:)\s*", re.IGNORECASE)
 
@@ -102,15 +101,10 @@ class Successive(Strategy[SuccessiveParams]):
             role="answer",
             round=len(pairs) + 1,
             sampling=ctx.sampling_for(params),
-            annotate=answer_of,
+            annotate=answer_note,
         )
-        found = extract_answer(final.text)
         return StrategyResult(
-            answers=[
-                Answer(
-                    final.text, final.finish_reason, normalise(found) if found is not None else None
-                )
-            ],
+            answers=[Answer.from_choice(final)],
             details={
                 "pairs": [{"question": q, "answer": a} for q, a in pairs],
                 "stopped_by_signal": stopped,

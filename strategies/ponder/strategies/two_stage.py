@@ -13,9 +13,8 @@ from collections.abc import Sequence
 from pydantic import Field
 
 from ponder.strategies import prompts
-from ponder.strategies.answers import explicit_answer, extract_answer, normalise
+from ponder.strategies.answers import answer_note, explicit_answer, normalise, stated
 from ponder.strategies.base import Answer, StrategyContext, StrategyParams
-from ponder.strategies.engine import Choice
 
 
 class TwoStageParams(StrategyParams):
@@ -25,12 +24,6 @@ class TwoStageParams(StrategyParams):
     extract_max_tokens: int = Field(
         32, ge=1, le=512, description="output tokens of the extraction call"
     )
-
-
-def answer_of(choice: Choice) -> dict[str, object]:
-    """The trace note of a sample: the answer it states, normalised."""
-    answer = extract_answer(choice.text)
-    return {"answer": normalise(answer) if answer is not None else None}
 
 
 async def reason_then_extract(
@@ -44,11 +37,11 @@ async def reason_then_extract(
     sampling = ctx.sampling_for(params)
     first = prompts.with_demos(demos, prompts.qa(ctx.question, trigger))
     rationale = await ctx.final(
-        ctx.chat(first), role="draft", round=round, sampling=sampling, annotate=answer_of
+        ctx.chat(first), role="draft", round=round, sampling=sampling, annotate=answer_note
     )
-    stated = explicit_answer(rationale.text)
-    if stated is not None:
-        return Answer(rationale.text, rationale.finish_reason, normalise(stated))
+    answer = explicit_answer(rationale.text)
+    if answer is not None:
+        return Answer(rationale.text, rationale.finish_reason, normalise(answer))
     answer_trigger = prompts.ANSWER_TRIGGERS[params.answer_format]
     second = prompts.with_demos(
         demos, prompts.extraction(ctx.question, trigger, rationale.text, answer_trigger)
@@ -60,11 +53,10 @@ async def reason_then_extract(
         round=round,
         prefix=joint,
         sampling=ctx.sampling_for(params, max_tokens=params.extract_max_tokens),
-        annotate=answer_of,
+        annotate=answer_note,
     )
-    found = extract_answer(extracted.text)
     return Answer(
-        rationale.text + joint + extracted.text.strip(),
+        rationale.text + joint + extracted.text.lstrip(),
         extracted.finish_reason,
-        normalise(found) if found is not None else None,
+        stated(extracted.text),
     )
