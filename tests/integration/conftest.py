@@ -92,17 +92,30 @@ def gateway_process(
     )
 
 
-DATASETS = Path(__file__).resolve().parents[2].parent / "shared" / "datasets"
+# A small question pool for Auto-CoT, in the MAWPS sets' format.
+POOL = [
+    "Debby had 32 pieces of candy and her sister had 42. They ate 35. How many are left?",
+    "A pet store had 13 siamese cats and 5 house cats. They sold 10. How many are left?",
+    "Luke bought 2 games from a friend and 2 more at a sale. 2 did not work. How many work?",
+    "There are 8 bags with 6 apples in each. How many apples are there?",
+    "Sam had 9 dimes and gave 7 to his dad. How many dimes does he have now?",
+    "A baker made 24 cakes and sold 18. How many cakes are left?",
+    "Each box holds 5 pens. How many pens are in 7 boxes?",
+    "Tom read 12 pages on Monday and 15 on Tuesday. How many pages did he read?",
+    "A class of 30 students splits into groups of 6. How many groups are there?",
+    "Mary had 45 stickers and used 19 of them. How many stickers are left?",
+    "A farmer has 4 rows of 9 trees. How many trees does he have?",
+    "Jill had 3 dollars and earned 8 more. How many dollars does she have?",
+]
 
 
 def gateway_env(folder: Path) -> dict[str, str]:
     """A test gateway's settings: a question pool for Auto-CoT, and a cache of its own
     (so that Auto-CoT builds its demonstrations in every test session)."""
-    pool = folder / "multiarith-pool.jsonl"
-    with (DATASETS / "multiarith.jsonl").open() as source:
-        pool.write_text("".join(source.readline() for _ in range(16)))
+    pool = folder / "pool.jsonl"
+    pool.write_text("".join(json.dumps({"input": question}) + "\n" for question in POOL))
     return {
-        "PONDER_QUESTION_POOLS": json.dumps({"multiarith": str(pool)}),
+        "PONDER_QUESTION_POOLS": json.dumps({"arithmetic": str(pool)}),
         "PONDER_CACHE_DIR": str(folder / "cache"),
     }
 

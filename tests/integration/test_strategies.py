@@ -151,7 +151,7 @@ def test_auto_cot_builds_demonstrations_from_a_pool_once(client: openai.OpenAI) 
                 "ponder": {
                     "strategy": "cot",
                     "mode": "auto",
-                    "pool": "multiarith",
+                    "pool": "arithmetic",
                     "n_demos": 2,
                     "trace": True,
                 }
