@@ -315,3 +315,28 @@ async def test_discovery_learns_model_and_kind(owner: str, kind: EngineKind) -> 
     replica = HTTPEngine("http://e", transport=httpx.MockTransport(handler))
     await replica.discover()
     assert (replica.model, replica.kind) == ("served", kind)
+
+
+async def test_embeddings_when_the_engine_serves_them_and_none_when_not() -> None:
+    def serves(request: httpx.Request) -> httpx.Response:
+        texts = json.loads(request.content)["input"]
+        return httpx.Response(
+            200,
+            json={
+                "data": [
+                    {"index": i, "embedding": [float(i), 1.0]} for i in reversed(range(len(texts)))
+                ]
+            },
+        )
+
+    assert await engine(serves).embed(["a", "b"]) == [[0.0, 1.0], [1.0, 1.0]]
+
+    def generative(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(400, json={"error": {"message": "not an embedding model"}})
+
+    assert await engine(generative).embed(["a"]) is None
+
+    def unsupported(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(501, json={"error": {"message": "start with --embeddings"}})
+
+    assert await engine(unsupported, EngineKind.LLAMACPP).embed(["a"]) is None

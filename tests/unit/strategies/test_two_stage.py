@@ -160,3 +160,25 @@ def test_trigger_texts_verbatim() -> None:
         "problem step by step, and show the answer."
     )
     assert prompts.COT_TRIGGER == "Let's think step by step."
+
+
+async def test_auto_cot_clusters_the_engines_embeddings_when_it_has_them(tmp_path: Path) -> None:
+    pool = tmp_path / "pool.jsonl"
+    pool.write_text("".join(json.dumps({"question": f"Question {i}?"}) + "\n" for i in range(6)))
+
+    embedded: list[str] = []
+
+    class EmbeddingEngine(ScriptedEngine):
+        async def embed(self, texts: list[str]) -> list[list[float]] | None:
+            embedded.extend(texts)
+            # Two obvious clusters: questions 0-2 and 3-5.
+            return [[0.0, float(i)] if i < 3 else [100.0, float(i)] for i in range(len(texts))]
+
+    engine = EmbeddingEngine(script=by_rules(default="Add them. The answer is 3."))
+    ctx = context(engine, QUESTION, resources=Resources(question_pools={"p": pool}))
+    result = await Cot(CotParams(mode="auto", pool="p", n_demos=2)).run(ctx)
+    assert len(embedded) == 6
+    assert result.details["demos"] == 2
+    demo_questions = [r.prompt for r in ctx.budget.records if r.role == "demo"]
+    assert any("Question 1?" in p for p in demo_questions)  # the centre of 0-2
+    assert any("Question 4?" in p for p in demo_questions)  # the centre of 3-5

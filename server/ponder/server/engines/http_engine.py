@@ -271,6 +271,25 @@ class HTTPEngine:
             return int(payload["count"])
         return len(payload.get("tokens") or [])
 
+    async def embed(self, texts: list[str]) -> list[list[float]] | None:
+        """Embeddings from /v1/embeddings, or ``None`` when the engine serves none.
+
+        vLLM serves them only for embedding models, llama.cpp only when started
+        with embeddings on; a generative engine answers 4xx/501, taken as "none".
+        """
+        body = {"model": self._model, "input": texts}
+        try:
+            payload = await self._with_retries(lambda: self._post_json("/v1/embeddings", body))
+        except EngineError as error:
+            if error.status in (400, 404, 501) or isinstance(error, EngineRejected):
+                return None
+            raise
+        rows = sorted(payload.get("data") or [], key=lambda row: row.get("index", 0))
+        vectors = [row.get("embedding") for row in rows]
+        if len(vectors) != len(texts) or not all(isinstance(v, list) for v in vectors):
+            return None
+        return [[float(x) for x in vector] for vector in vectors]
+
     # -- plumbing --------------------------------------------------------------
 
     def _request(self, prompt: Prompt, sampling: Sampling, *, n: int) -> tuple[str, dict[str, Any]]:

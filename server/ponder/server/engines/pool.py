@@ -148,6 +148,15 @@ class PoolSession:
                     raise
                 self._failed(replica, error, failed)
 
+    async def embed(self, texts: list[str]) -> list[list[float]] | None:
+        failed: list[HTTPEngine] = []
+        while True:
+            replica = self._current(failed)
+            try:
+                return await replica.embed(texts)
+            except EngineError as error:
+                self._failed(replica, error, failed)
+
     async def count_tokens(self, text: str) -> int:
         failed: list[HTTPEngine] = []
         while True:
