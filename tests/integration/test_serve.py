@@ -32,6 +32,19 @@ def alive(pid: int) -> bool:
     return "State:\tZ" not in status  # a zombie has exited
 
 
+def group_members(pgid: int) -> list[int]:
+    """Live processes in process group ``pgid``."""
+    members = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        if fields[0] != "Z" and int(fields[2]) == pgid:
+            members.append(int(stat.parent.name))
+    return members
+
+
 def wait_gone(pid: int, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while alive(pid):
@@ -123,4 +136,9 @@ def test_vllm_model_starts_a_pooled_vllm_engine(gguf: Path, logs: Path) -> None:
         assert len(completion.choices) == 2
         assert completion.usage is not None
         assert completion.usage.prompt_tokens > 0
+        assert len(group_members(engines[0])) > 1  # vLLM runs helper processes
     wait_gone(engines[0])
+    deadline = time.monotonic() + 30
+    while group_members(engines[0]):  # each engine has a process group of its own
+        assert time.monotonic() < deadline, "vLLM's processes outlived the gateway"
+        time.sleep(0.2)

@@ -39,7 +39,9 @@ def _configure_logging(level: str) -> None:
 
 
 def _exit_on_sigterm(*_: Any) -> None:
-    # Turn SIGTERM into SystemExit while engines start, so that they are stopped too.
+    # SIGTERM becomes SystemExit, so the engines are stopped on the way out. Uvicorn
+    # handles SIGTERM while it serves and raises it again once it has shut down,
+    # into this handler.
     raise SystemExit(128 + signal.SIGTERM)
 
 
@@ -87,7 +89,7 @@ def serve(
         typer.echo(f"ponder: bad settings: {error}", err=True)
         raise typer.Exit(2) from None
     _configure_logging(settings.log_level)
-    previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     with contextlib.ExitStack() as engines:
         if not settings.engine_urls:
             urls = []
@@ -99,7 +101,6 @@ def serve(
                 typer.echo(f"ponder: cannot start an engine: {error}", err=True)
                 raise typer.Exit(1) from None
             settings = settings.model_copy(update={"engine_urls": urls})
-        signal.signal(signal.SIGTERM, previous)
         uvicorn.run(
             create_app(settings),
             host=settings.host,

@@ -280,10 +280,8 @@ class HTTPEngine:
         body = {"model": self._model, "input": texts}
         try:
             payload = await self._with_retries(lambda: self._post_json("/v1/embeddings", body))
-        except EngineError as error:
-            if error.status in (400, 404, 501) or isinstance(error, EngineRejected):
-                return None
-            raise
+        except EngineRejected:
+            return None
         rows = sorted(payload.get("data") or [], key=lambda row: row.get("index", 0))
         vectors = [row.get("embedding") for row in rows]
         if len(vectors) != len(texts) or not all(isinstance(v, list) for v in vectors):
@@ -417,6 +415,8 @@ def _status_error(response: httpx.Response) -> EngineError:
         return EngineUnavailable(f"{where} answered {status}: {message}")
     if status == 504:
         return EngineTimeout(f"{where} timed out: {message}")
+    if status == 501:  # an endpoint this engine does not serve
+        return EngineRejected(f"{where} does not support this: {message}", status=400)
     if 400 <= status < 500:
         return EngineRejected(f"{where} rejected the request: {message}", status=400)
     return EngineError(f"{where} failed with {status}: {message}", status=502)

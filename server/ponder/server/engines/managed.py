@@ -109,19 +109,21 @@ class ManagedEngine:
         raise EngineStartError(f"{self.name} engine not ready after {self.ready_timeout:.0f}s")
 
     def stop(self, grace: float = 15.0) -> None:
-        """SIGTERM the engine's process group, then SIGKILL what is left."""
+        """SIGTERM the engine's process group, then SIGKILL whatever of it is left."""
         process, self.process = self.process, None
-        if process is None or process.poll() is not None:
+        if process is None:
             return
-        logger.info("stopping %s engine (pid %d)", self.name, process.pid)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(grace)
-        except subprocess.TimeoutExpired:
+        if process.poll() is None:
+            logger.info("stopping %s engine (pid %d)", self.name, process.pid)
             with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+                os.killpg(process.pid, signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(grace)
+        # The group is the engine's alone: what is left of it (vLLM leaves
+        # multiprocessing's resource tracker behind) goes too.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
 
     def __enter__(self) -> ManagedEngine:
         self.start()
