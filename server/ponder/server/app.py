@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from ponder.server.admission import InFlightLimit
 from ponder.server.body_limit import BodyLimit
 from ponder.server.engines.http_engine import HTTPEngine
 from ponder.server.engines.pool import EnginePool
@@ -69,4 +70,5 @@ def create_app(
     install_error_handlers(app)
     app.include_router(router)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(InFlightLimit, max_in_flight=settings.max_in_flight)
     return app

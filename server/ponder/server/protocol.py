@@ -168,6 +168,18 @@ class ModelList(BaseModel):
     data: list[ModelCard]
 
 
+class StrategyCard(BaseModel):
+    id: str
+    object: Literal["strategy"] = "strategy"
+    description: str
+    parameters: dict[str, Any]
+
+
+class StrategyList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[StrategyCard]
+
+
 class ErrorDetail(BaseModel):
     message: str
     type: str

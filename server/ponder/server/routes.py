@@ -9,7 +9,14 @@ from fastapi.responses import JSONResponse, Response
 
 from ponder.server.gateway import Gateway
 from ponder.server.metrics import CONTENT_TYPE_LATEST
-from ponder.server.protocol import ChatCompletionRequest, CompletionRequest, ModelCard, ModelList
+from ponder.server.protocol import (
+    ChatCompletionRequest,
+    CompletionRequest,
+    ModelCard,
+    ModelList,
+    StrategyCard,
+    StrategyList,
+)
 
 router = APIRouter()
 
@@ -40,6 +47,22 @@ async def models(request: Request) -> ModelList:
             ModelCard(id=f"{strategy}:{model}", created=created) for strategy in gateway.registry
         )
     return ModelList(data=cards)
+
+
+@router.get("/v1/strategies")
+async def strategies(request: Request) -> StrategyList:
+    """Every installed strategy, with the JSON schema of its parameters."""
+    registry = _gateway(request).registry
+    return StrategyList(
+        data=[
+            StrategyCard(
+                id=name,
+                description=registry.get(name).description,
+                parameters=registry.get(name).Params.model_json_schema(),
+            )
+            for name in registry
+        ]
+    )
 
 
 @router.get("/health")

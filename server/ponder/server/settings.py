@@ -49,6 +49,9 @@ class Settings(BaseSettings):
     port: int = Field(8000, ge=0, le=65535)
     log_level: str = "info"
     max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024, description="largest request body")
+    max_in_flight: int = Field(
+        256, ge=1, description="completions served at once; more get a 429 with Retry-After"
+    )
 
     # Engines. No URL and no vLLM model: Ponder starts the embedded engine.
     engine_urls: Annotated[list[str], NoDecode] = Field(default_factory=list)

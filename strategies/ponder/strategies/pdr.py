@@ -47,7 +47,7 @@ from ponder.workspace import (
 
 class PDRParams(StrategyParams):
     schedule: list[int] = Field(
-        default_factory=lambda: [8, 4, 1],
+        default=[8, 4, 1],
         min_length=1,
         description="drafts per round; the last round has 1",
     )

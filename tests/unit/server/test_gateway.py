@@ -403,3 +403,35 @@ async def test_strategy_caps_are_400s_that_name_the_cap(client: httpx.AsyncClien
     assert "max_drafts_per_round" in over.json()["error"]["message"]
     bad = await client.post(CHAT, json=chat_body(ponder={"strategy": "pdr", "schedule": [4, 2]}))
     assert_envelope(bad, 400, "ponder.schedule")
+
+
+async def test_strategies_are_listed_with_their_parameter_schemas(
+    client: httpx.AsyncClient,
+) -> None:
+    data = (await client.get("/v1/strategies")).json()["data"]
+    by_id = {card["id"]: card for card in data}
+    assert set(by_id) == {"cot", "direct", "pdr", "plan_and_solve", "self_consistency", "sr",
+                          "successive"}
+    pdr = by_id["pdr"]["parameters"]["properties"]
+    assert pdr["schedule"]["default"] == [8, 4, 1]
+    assert "workspace_tokens" in pdr
+    assert by_id["pdr"]["description"]
+
+
+async def test_over_max_in_flight_is_429_with_retry_after(
+    engine: ScriptedEngine, settings: Settings
+) -> None:
+    engine.delay = 0.5
+    app = create_app(settings.model_copy(update={"max_in_flight": 1}),
+                     engines=StaticEngines({"tiny": engine}))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                 base_url="http://p") as client:
+        first = asyncio.create_task(client.post(CHAT, json=chat_body()))
+        while engine.in_flight == 0:
+            await asyncio.sleep(0.01)
+        refused = await client.post(CHAT, json=chat_body())
+        assert_envelope(refused, 429)
+        assert refused.headers["retry-after"] == "1"
+        assert (await first).status_code == 200
+        assert (await client.post(CHAT, json=chat_body())).status_code == 200
+    assert len(engine.calls) == 2  # the refused request reached no engine

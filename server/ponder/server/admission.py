@@ -1,0 +1,60 @@
+"""Admission: at most ``max_in_flight`` completions at once; the rest get a 429."""
+
+from __future__ import annotations
+
+import json
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+_LIMITED = ("/v1/chat/completions", "/v1/completions")
+
+
+class InFlightLimit:
+    """ASGI middleware: a 429 with ``Retry-After`` when the gateway is full.
+
+    A streamed completion counts until its last byte is sent.
+    """
+
+    def __init__(self, app: ASGIApp, max_in_flight: int, retry_after: int = 1) -> None:
+        self.app = app
+        self.max_in_flight = max_in_flight
+        self.retry_after = retry_after
+        self.in_flight = 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] not in _LIMITED:
+            await self.app(scope, receive, send)
+            return
+        if self.in_flight >= self.max_in_flight:
+            await self._refuse(send)
+            return
+        self.in_flight += 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.in_flight -= 1
+
+    async def _refuse(self, send: Send) -> None:
+        body = json.dumps(
+            {
+                "error": {
+                    "message": f"the server is at its limit of {self.max_in_flight} requests in "
+                    f"flight (max_in_flight); retry after {self.retry_after} s",
+                    "type": "rate_limit_error",
+                    "param": None,
+                    "code": "too_many_requests",
+                }
+            }
+        ).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 429,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"retry-after", str(self.retry_after).encode()),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
