@@ -410,8 +410,15 @@ async def test_strategies_are_listed_with_their_parameter_schemas(
 ) -> None:
     data = (await client.get("/v1/strategies")).json()["data"]
     by_id = {card["id"]: card for card in data}
-    assert set(by_id) == {"cot", "direct", "pdr", "plan_and_solve", "self_consistency", "sr",
-                          "successive"}
+    assert set(by_id) == {
+        "cot",
+        "direct",
+        "pdr",
+        "plan_and_solve",
+        "self_consistency",
+        "sr",
+        "successive",
+    }
     pdr = by_id["pdr"]["parameters"]["properties"]
     assert pdr["schedule"]["default"] == [8, 4, 1]
     assert "workspace_tokens" in pdr
@@ -422,12 +429,16 @@ async def test_over_max_in_flight_is_429_with_retry_after(
     engine: ScriptedEngine, settings: Settings
 ) -> None:
     engine.delay = 0.5
-    app = create_app(settings.model_copy(update={"max_in_flight": 1}),
-                     engines=StaticEngines({"tiny": engine}))
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
-                                 base_url="http://p") as client:
+    app = create_app(
+        settings.model_copy(update={"max_in_flight": 1}), engines=StaticEngines({"tiny": engine})
+    )
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://p"
+    ) as client:
         first = asyncio.create_task(client.post(CHAT, json=chat_body()))
-        while engine.in_flight == 0:
+        for _ in range(500):  # until the first request is at the engine
+            if engine.in_flight:
+                break
             await asyncio.sleep(0.01)
         refused = await client.post(CHAT, json=chat_body())
         assert_envelope(refused, 429)

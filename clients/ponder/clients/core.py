@@ -1,0 +1,179 @@
+"""The logic the sync and async clients share: requests, responses, streams, retries.
+
+No I/O here: the clients send what this builds and feed back what they receive.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import httpx
+
+from ponder.clients.errors import APIStatusError, StreamError, status_error
+from ponder.clients.models import (
+    ChatCompletion,
+    Finished,
+    PonderInfo,
+    Progress,
+    StreamEvent,
+    TextChunk,
+    Usage,
+)
+from ponder.clients.strategies import Strategy
+
+Messages = str | Sequence[Mapping[str, Any]]
+
+#: Statuses worth another try: the server is full, or no engine is ready yet.
+RETRY_STATUSES = frozenset({429, 503})
+
+
+def chat_body(
+    messages: Messages,
+    *,
+    model: str,
+    strategy: Strategy | None,
+    n: int,
+    stream: bool,
+    max_tokens: int | None,
+    temperature: float | None,
+    seed: int | None,
+    stop: str | Sequence[str] | None,
+    trace: bool,
+    reasoning_effort: str | None,
+    extra: Mapping[str, Any] | None,
+) -> dict[str, Any]:
+    """The JSON body of a chat completion request."""
+    if isinstance(messages, str):
+        messages = [{"role": "user", "content": messages}]
+    if not messages:
+        raise ValueError("messages must not be empty")
+    if n < 1:
+        raise ValueError("n must be at least 1")
+    body: dict[str, Any] = {"model": model, "messages": [dict(m) for m in messages], "n": n}
+    optional = {
+        "max_tokens": max_tokens,
+        "temperature": temperature,
+        "seed": seed,
+        "stop": stop if stop is None or isinstance(stop, str) else list(stop),
+        "reasoning_effort": reasoning_effort,
+    }
+    body.update({key: value for key, value in optional.items() if value is not None})
+    ponder: dict[str, Any] = strategy.to_ponder() if strategy is not None else {}
+    if trace:
+        ponder["trace"] = True
+    if ponder:
+        body["ponder"] = ponder
+    if stream:
+        body["stream"] = True
+        body["stream_options"] = {"include_usage": True}
+    body.update(extra or {})
+    return body
+
+
+def check(response_status: int, payload: Any, headers: Mapping[str, str]) -> None:
+    """Raise the typed error of an error response."""
+    if response_status >= 400:
+        raise status_error(response_status, payload, retry_after(headers))
+
+
+def json_or_text(content: bytes) -> Any:
+    try:
+        return json.loads(content)
+    except ValueError:
+        return content.decode(errors="replace")
+
+
+def parse_completion(payload: Any) -> ChatCompletion:
+    return ChatCompletion.model_validate(payload)
+
+
+def retry_after(headers: Mapping[str, str]) -> float | None:
+    """``Retry-After`` in seconds (it may be a number or an HTTP date)."""
+    value = headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+    except (TypeError, ValueError):
+        return None
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    max_retries: int = 2
+    backoff_base: float = 0.5
+    backoff_max: float = 8.0
+    retry_after_max: float = 60.0
+
+    def delay(self, attempt: int, error: Exception) -> float | None:
+        """Seconds before retry ``attempt`` (1-based) after ``error``, or ``None``: give up."""
+        if attempt > self.max_retries or not retryable(error):
+            return None
+        if isinstance(error, APIStatusError) and error.retry_after is not None:
+            return min(error.retry_after, self.retry_after_max)
+        ceiling = min(self.backoff_max, self.backoff_base * 2 ** (attempt - 1))
+        return random.uniform(ceiling / 2, ceiling)
+
+
+def retryable(error: Exception) -> bool:
+    if isinstance(error, APIStatusError):
+        return error.status_code in RETRY_STATUSES
+    return isinstance(
+        error,
+        httpx.ConnectError | httpx.ConnectTimeout | httpx.RemoteProtocolError | httpx.PoolTimeout,
+    )
+
+
+class StreamParser:
+    """Server-sent events in, stream events out."""
+
+    def __init__(self) -> None:
+        self.finish_reasons: dict[int, str | None] = {}
+        self.usage: Usage | None = None
+        self.ponder: PonderInfo | None = None
+        self.done = False
+
+    def feed(self, line: str) -> Iterator[StreamEvent]:
+        if line.startswith(":"):
+            note = line[1:].strip()
+            if note.startswith("ponder {"):  # the summary, when usage was not asked for
+                summary = json.loads(note[len("ponder ") :])
+                self.usage = Usage.model_validate(summary["usage"])
+                self.ponder = PonderInfo.model_validate(summary["ponder"])
+            elif note:
+                yield Progress(note=note)
+            return
+        if not line.startswith("data:"):
+            return
+        data = line[len("data:") :].strip()
+        if data == "[DONE]":
+            self.done = True
+            yield Finished(finish_reasons=self.finish_reasons, usage=self.usage, ponder=self.ponder)
+            return
+        chunk = json.loads(data)
+        if "error" in chunk:
+            error = status_error(502, chunk)
+            raise StreamError(
+                error.message, status_code=200, type=error.type, param=error.param, code=error.code
+            )
+        if chunk.get("usage"):
+            self.usage = Usage.model_validate(chunk["usage"])
+        if chunk.get("ponder"):
+            self.ponder = PonderInfo.model_validate(chunk["ponder"])
+        for choice in chunk.get("choices") or []:
+            index = int(choice.get("index", 0))
+            text = (choice.get("delta") or {}).get("content") or choice.get("text") or ""
+            if text:
+                yield TextChunk(index=index, text=text)
+            if choice.get("finish_reason"):
+                self.finish_reasons[index] = choice["finish_reason"]
