@@ -158,7 +158,7 @@ class Ponder:
             reasoning_effort=reasoning_effort,
             extra=extra,
         )
-        attempt = 0
+        attempt, started = 0, False
         while True:
             try:
                 with self._http.stream("POST", "chat/completions", json=body) as response:
@@ -166,15 +166,17 @@ class Ponder:
                         check(response.status_code, json_or_text(response.read()), response.headers)
                     parser = StreamParser()
                     for line in response.iter_lines():
-                        yield from parser.feed(line)
+                        for event in parser.feed(line):
+                            started = True
+                            yield event
                         if parser.done:
                             return
                     return
             except (APIStatusError, httpx.TransportError) as error:
-                # Only a stream that did not start is tried again: nothing was yielded.
+                # Only a stream that has yielded nothing is tried again.
                 attempt += 1
-                delay = self._settings.retry.delay(attempt, error)
-                if delay is None or isinstance(error, httpx.ReadError):
+                delay = None if started else self._settings.retry.delay(attempt, error)
+                if delay is None:
                     raise _client_error(error) from error
                 self._sleep(delay)
 
@@ -296,7 +298,7 @@ class AsyncPonder:
             reasoning_effort=reasoning_effort,
             extra=extra,
         )
-        attempt = 0
+        attempt, started = 0, False
         while True:
             try:
                 async with self._http.stream("POST", "chat/completions", json=body) as response:
@@ -309,14 +311,15 @@ class AsyncPonder:
                     parser = StreamParser()
                     async for line in response.aiter_lines():
                         for event in parser.feed(line):
+                            started = True
                             yield event
                         if parser.done:
                             return
                     return
             except (APIStatusError, httpx.TransportError) as error:
                 attempt += 1
-                delay = self._settings.retry.delay(attempt, error)
-                if delay is None or isinstance(error, httpx.ReadError):
+                delay = None if started else self._settings.retry.delay(attempt, error)
+                if delay is None:
                     raise _client_error(error) from error
                 await self._sleep(delay)
 
