@@ -138,6 +138,13 @@ def vllm_gateway(
         yield gateway
 
 
+@pytest.fixture(scope="session")
+def embedded_gateway(logs: Path) -> Iterator[ManagedEngine]:
+    """``ponder serve`` as the README's first command runs it: its own llama.cpp engine."""
+    with gateway_process(logs) as gateway:
+        yield gateway
+
+
 class Served:
     """A gateway and the engine behind it."""
 
