@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
-from typing import Any
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any, Unpack
 
 import httpx
 
 from ponder.clients.core import (
+    ChatOptions,
     Messages,
     RetryPolicy,
     StreamParser,
@@ -24,7 +25,6 @@ from ponder.clients.core import (
 )
 from ponder.clients.errors import APIConnectionError, APIStatusError, APITimeoutError, PonderError
 from ponder.clients.models import ChatCompletion, StrategyInfo, StreamEvent
-from ponder.clients.strategies import Strategy
 
 DEFAULT_BASE_URL = "http://127.0.0.1:8000/v1"
 
@@ -53,11 +53,11 @@ class _Settings:
         self.retry = RetryPolicy(max_retries=max_retries)
         self.headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
 
-    def model_for(self, model: str | None) -> str:
-        chosen = model or self.model
-        if not chosen:
+    def body(self, messages: Messages, *, stream: bool, options: ChatOptions) -> dict[str, Any]:
+        model = options.get("model") or self.model
+        if not model:
             raise ValueError("name a model: Ponder(model=...) or chat(..., model=...)")
-        return chosen
+        return chat_body(messages, model=model, stream=stream, options=options)
 
 
 class Ponder:
@@ -99,65 +99,19 @@ class Ponder:
     def chat(
         self,
         messages: Messages,
-        *,
-        model: str | None = None,
-        strategy: Strategy | None = None,
-        n: int = 1,
-        max_tokens: int | None = None,
-        temperature: float | None = None,
-        seed: int | None = None,
-        stop: str | Sequence[str] | None = None,
-        trace: bool = False,
-        reasoning_effort: str | None = None,
-        extra: Mapping[str, Any] | None = None,
+        **options: Unpack[ChatOptions],
     ) -> ChatCompletion:
         """A chat completion, answered by ``strategy`` (the server's default if none)."""
-        body = chat_body(
-            messages,
-            model=self._settings.model_for(model),
-            strategy=strategy,
-            n=n,
-            stream=False,
-            max_tokens=max_tokens,
-            temperature=temperature,
-            seed=seed,
-            stop=stop,
-            trace=trace,
-            reasoning_effort=reasoning_effort,
-            extra=extra,
-        )
+        body = self._settings.body(messages, stream=False, options=options)
         return parse_completion(self._request("POST", "chat/completions", body))
 
     def chat_stream(
         self,
         messages: Messages,
-        *,
-        model: str | None = None,
-        strategy: Strategy | None = None,
-        n: int = 1,
-        max_tokens: int | None = None,
-        temperature: float | None = None,
-        seed: int | None = None,
-        stop: str | Sequence[str] | None = None,
-        trace: bool = False,
-        reasoning_effort: str | None = None,
-        extra: Mapping[str, Any] | None = None,
+        **options: Unpack[ChatOptions],
     ) -> Iterator[StreamEvent]:
         """The answer as it is generated: ``TextChunk``s, ``Progress`` notes, ``Finished``."""
-        body = chat_body(
-            messages,
-            model=self._settings.model_for(model),
-            strategy=strategy,
-            n=n,
-            stream=True,
-            max_tokens=max_tokens,
-            temperature=temperature,
-            seed=seed,
-            stop=stop,
-            trace=trace,
-            reasoning_effort=reasoning_effort,
-            extra=extra,
-        )
+        body = self._settings.body(messages, stream=True, options=options)
         attempt, started = 0, False
         while True:
             try:
@@ -241,63 +195,17 @@ class AsyncPonder:
     async def chat(
         self,
         messages: Messages,
-        *,
-        model: str | None = None,
-        strategy: Strategy | None = None,
-        n: int = 1,
-        max_tokens: int | None = None,
-        temperature: float | None = None,
-        seed: int | None = None,
-        stop: str | Sequence[str] | None = None,
-        trace: bool = False,
-        reasoning_effort: str | None = None,
-        extra: Mapping[str, Any] | None = None,
+        **options: Unpack[ChatOptions],
     ) -> ChatCompletion:
-        body = chat_body(
-            messages,
-            model=self._settings.model_for(model),
-            strategy=strategy,
-            n=n,
-            stream=False,
-            max_tokens=max_tokens,
-            temperature=temperature,
-            seed=seed,
-            stop=stop,
-            trace=trace,
-            reasoning_effort=reasoning_effort,
-            extra=extra,
-        )
+        body = self._settings.body(messages, stream=False, options=options)
         return parse_completion(await self._request("POST", "chat/completions", body))
 
     async def chat_stream(
         self,
         messages: Messages,
-        *,
-        model: str | None = None,
-        strategy: Strategy | None = None,
-        n: int = 1,
-        max_tokens: int | None = None,
-        temperature: float | None = None,
-        seed: int | None = None,
-        stop: str | Sequence[str] | None = None,
-        trace: bool = False,
-        reasoning_effort: str | None = None,
-        extra: Mapping[str, Any] | None = None,
+        **options: Unpack[ChatOptions],
     ) -> AsyncIterator[StreamEvent]:
-        body = chat_body(
-            messages,
-            model=self._settings.model_for(model),
-            strategy=strategy,
-            n=n,
-            stream=True,
-            max_tokens=max_tokens,
-            temperature=temperature,
-            seed=seed,
-            stop=stop,
-            trace=trace,
-            reasoning_effort=reasoning_effort,
-            extra=extra,
-        )
+        body = self._settings.body(messages, stream=True, options=options)
         attempt, started = 0, False
         while True:
             try:

@@ -11,7 +11,7 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import Any, TypedDict
 
 import httpx
 
@@ -33,46 +33,53 @@ Messages = str | Sequence[Mapping[str, Any]]
 RETRY_STATUSES = frozenset({429, 503})
 
 
+class ChatOptions(TypedDict, total=False):
+    """The options of ``chat`` and ``chat_stream``, shared by both clients."""
+
+    model: str
+    strategy: Strategy
+    n: int
+    max_tokens: int
+    temperature: float
+    seed: int
+    stop: str | Sequence[str]
+    trace: bool
+    reasoning_effort: str
+    #: Any other body field, sent as is.
+    extra: Mapping[str, Any]
+
+
 def chat_body(
-    messages: Messages,
-    *,
-    model: str,
-    strategy: Strategy | None,
-    n: int,
-    stream: bool,
-    max_tokens: int | None,
-    temperature: float | None,
-    seed: int | None,
-    stop: str | Sequence[str] | None,
-    trace: bool,
-    reasoning_effort: str | None,
-    extra: Mapping[str, Any] | None,
+    messages: Messages, *, model: str, stream: bool, options: ChatOptions
 ) -> dict[str, Any]:
     """The JSON body of a chat completion request."""
     if isinstance(messages, str):
         messages = [{"role": "user", "content": messages}]
     if not messages:
         raise ValueError("messages must not be empty")
+    n = options.get("n", 1)
     if n < 1:
         raise ValueError("n must be at least 1")
     body: dict[str, Any] = {"model": model, "messages": [dict(m) for m in messages], "n": n}
+    stop = options.get("stop")
     optional = {
-        "max_tokens": max_tokens,
-        "temperature": temperature,
-        "seed": seed,
+        "max_tokens": options.get("max_tokens"),
+        "temperature": options.get("temperature"),
+        "seed": options.get("seed"),
         "stop": stop if stop is None or isinstance(stop, str) else list(stop),
-        "reasoning_effort": reasoning_effort,
+        "reasoning_effort": options.get("reasoning_effort"),
     }
     body.update({key: value for key, value in optional.items() if value is not None})
+    strategy = options.get("strategy")
     ponder: dict[str, Any] = strategy.to_ponder() if strategy is not None else {}
-    if trace:
+    if options.get("trace"):
         ponder["trace"] = True
     if ponder:
         body["ponder"] = ponder
     if stream:
         body["stream"] = True
         body["stream_options"] = {"include_usage": True}
-    body.update(extra or {})
+    body.update(options.get("extra") or {})
     return body
 
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import json
-
 from starlette.types import ASGIApp, Receive, Scope, Send
+
+from ponder.server.errors import TooManyRequests, send_error
 
 _LIMITED = ("/v1/chat/completions", "/v1/completions")
 
@@ -35,26 +35,8 @@ class InFlightLimit:
             self.in_flight -= 1
 
     async def _refuse(self, send: Send) -> None:
-        body = json.dumps(
-            {
-                "error": {
-                    "message": f"the server is at its limit of {self.max_in_flight} requests in "
-                    f"flight (max_in_flight); retry after {self.retry_after} s",
-                    "type": "rate_limit_error",
-                    "param": None,
-                    "code": "too_many_requests",
-                }
-            }
-        ).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 429,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                    (b"retry-after", str(self.retry_after).encode()),
-                ],
-            }
+        error = TooManyRequests(
+            f"the server is at its limit of {self.max_in_flight} requests in flight "
+            f"(max_in_flight); retry after {self.retry_after} s"
         )
-        await send({"type": "http.response.body", "body": body})
+        await send_error(send, error, [(b"retry-after", str(self.retry_after).encode())])

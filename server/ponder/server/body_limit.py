@@ -2,22 +2,9 @@
 
 from __future__ import annotations
 
-import json
-
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-
-def _envelope(limit: int) -> bytes:
-    return json.dumps(
-        {
-            "error": {
-                "message": f"the request body is over the server's limit of {limit} bytes",
-                "type": "invalid_request_error",
-                "param": None,
-                "code": "body_too_large",
-            }
-        }
-    ).encode()
+from ponder.server.errors import TooLarge, send_error
 
 
 class BodyLimit:
@@ -65,15 +52,6 @@ class BodyLimit:
         await self.app(scope, replay, send)
 
     async def _refuse(self, send: Send) -> None:
-        body = _envelope(self.max_bytes)
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 413,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                ],
-            }
+        await send_error(
+            send, TooLarge(f"the request body is over the server's limit of {self.max_bytes} bytes")
         )
-        await send({"type": "http.response.body", "body": body})

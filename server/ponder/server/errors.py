@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import Send
 
 from ponder.server.protocol import ErrorDetail, ErrorResponse
 from ponder.strategies.base import StrategyInputError
@@ -56,6 +58,18 @@ class NoEngineReady(PonderError):
     code = "engine_unavailable"
 
 
+class TooLarge(PonderError):
+    status = 413
+    type = "invalid_request_error"
+    code = "body_too_large"
+
+
+class TooManyRequests(PonderError):
+    status = 429
+    type = "rate_limit_error"
+    code = "too_many_requests"
+
+
 class EngineTimedOut(PonderError):
     status = 504
     type = "server_error"
@@ -90,6 +104,25 @@ def to_ponder_error(error: BaseException) -> PonderError:
         return EngineFailed(str(error))
     logger.exception("unexpected error while serving a request", exc_info=error)
     return PonderError("internal error; see the server log")
+
+
+async def send_error(
+    send: Send, error: PonderError, headers: Sequence[tuple[bytes, bytes]] = ()
+) -> None:
+    """An error response written straight to ASGI, for middleware that answers first."""
+    body = error.envelope().model_dump_json().encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": error.status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                *headers,
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
 
 
 def error_response(error: PonderError) -> JSONResponse:
