@@ -309,14 +309,12 @@ class CompletionServing:
                 if text is not None:
                     delta["content"] = text
                 choice["delta"] = delta
-                obj = "chat.completion.chunk"
             else:
                 choice["text"] = text or ""
-                obj = "text_completion"
             return sse.event(
                 {
                     "id": chunk_id,
-                    "object": obj,
+                    "object": _chunk_object(plan),
                     "created": created,
                     "model": plan.response_model,
                     "choices": [choice],

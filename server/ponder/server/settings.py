@@ -122,7 +122,6 @@ class Settings(BaseSettings):
     @property
     def limits(self) -> Limits:
         return Limits(
-            max_n=self.max_n,
             max_drafts_per_round=self.max_drafts_per_round,
             max_rounds=self.max_rounds,
             max_total_tokens=self.max_total_tokens,

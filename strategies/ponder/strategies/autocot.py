@@ -126,7 +126,8 @@ async def _try_question(ctx: StrategyContext, question: str, params: TwoStagePar
 def _cache_file(ctx: StrategyContext, pool: Path, k: int) -> Path | None:
     if ctx.resources.cache_dir is None:
         return None
-    digest = hashlib.sha256()
-    digest.update(pool.read_bytes())
-    digest.update(f"|{ctx.engine.model}|{k}".encode())
-    return ctx.resources.cache_dir / "autocot" / f"{digest.hexdigest()[:24]}.json"
+    # The pool file's identity, not its bytes: this runs on every auto request.
+    stat = pool.stat()
+    key = f"{pool.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{ctx.engine.model}|{k}"
+    digest = hashlib.sha256(key.encode()).hexdigest()[:24]
+    return ctx.resources.cache_dir / "autocot" / f"{digest}.json"

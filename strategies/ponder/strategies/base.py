@@ -54,7 +54,6 @@ Annotate = Callable[[Choice], dict[str, Any]]
 class Limits:
     """Server-side caps a request must stay under."""
 
-    max_n: int = 16
     max_drafts_per_round: int = 16
     max_rounds: int = 8
     max_total_tokens: int = 200_000
@@ -163,12 +162,7 @@ class StrategyContext:
         """
         self._check_budget()
         generation = await self.engine.generate(prompt, n=n, sampling=sampling or self.sampling)
-        records = self.budget.record(
-            generation, role=role, round=round, prompt=render_prompt(prompt), index=index
-        )
-        if annotate is not None:
-            for record, choice in zip(records, generation.choices, strict=True):
-                record.meta.update(annotate(choice))
+        self._record(generation, prompt, role=role, round=round, index=index, annotate=annotate)
         return generation
 
     async def final(
@@ -206,12 +200,25 @@ class StrategyContext:
         generation = Generation(
             choices=(end.choice,), prompt_tokens=end.prompt_tokens, model=end.model
         )
+        self._record(generation, prompt, role=role, round=round, index=index, annotate=annotate)
+        return end.choice
+
+    def _record(
+        self,
+        generation: Generation,
+        prompt: Prompt,
+        *,
+        role: str,
+        round: int,
+        index: int | None,
+        annotate: Annotate | None,
+    ) -> None:
         records = self.budget.record(
             generation, role=role, round=round, prompt=render_prompt(prompt), index=index
         )
         if annotate is not None:
-            records[0].meta.update(annotate(end.choice))
-        return end.choice
+            for record, choice in zip(records, generation.choices, strict=True):
+                record.meta.update(annotate(choice))
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import TypeVar
 
 from ponder.server.engines.http_engine import HTTPEngine
 from ponder.strategies.engine import (
@@ -18,6 +19,8 @@ from ponder.strategies.engine import (
 )
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 class EnginePool:
@@ -124,14 +127,18 @@ class PoolSession:
         self._pool.mark_down(replica)
         failed.append(replica)
 
-    async def generate(self, prompt: Prompt, *, n: int = 1, sampling: Sampling) -> Generation:
+    async def _on_a_replica(self, call: Callable[[HTTPEngine], Awaitable[T]]) -> T:
+        """``call`` on the session's replica, moving on to another while replicas fail."""
         failed: list[HTTPEngine] = []
         while True:
             replica = self._current(failed)
             try:
-                return await replica.generate(prompt, n=n, sampling=sampling)
+                return await call(replica)
             except EngineError as error:
                 self._failed(replica, error, failed)
+
+    async def generate(self, prompt: Prompt, *, n: int = 1, sampling: Sampling) -> Generation:
+        return await self._on_a_replica(lambda r: r.generate(prompt, n=n, sampling=sampling))
 
     async def stream(self, prompt: Prompt, *, sampling: Sampling) -> AsyncIterator[StreamEvent]:
         failed: list[HTTPEngine] = []
@@ -149,19 +156,7 @@ class PoolSession:
                 self._failed(replica, error, failed)
 
     async def embed(self, texts: list[str]) -> list[list[float]] | None:
-        failed: list[HTTPEngine] = []
-        while True:
-            replica = self._current(failed)
-            try:
-                return await replica.embed(texts)
-            except EngineError as error:
-                self._failed(replica, error, failed)
+        return await self._on_a_replica(lambda r: r.embed(texts))
 
     async def count_tokens(self, text: str) -> int:
-        failed: list[HTTPEngine] = []
-        while True:
-            replica = self._current(failed)
-            try:
-                return await replica.count_tokens(text)
-            except EngineError as error:
-                self._failed(replica, error, failed)
+        return await self._on_a_replica(lambda r: r.count_tokens(text))
