@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from prometheus_client import Gauge
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ponder.server.errors import TooManyRequests, send_error
@@ -15,11 +16,18 @@ class InFlightLimit:
     A streamed completion counts until its last byte is sent.
     """
 
-    def __init__(self, app: ASGIApp, max_in_flight: int, retry_after: int = 1) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        max_in_flight: int,
+        retry_after: int = 1,
+        gauge: Gauge | None = None,
+    ) -> None:
         self.app = app
         self.max_in_flight = max_in_flight
         self.retry_after = retry_after
         self.in_flight = 0
+        self._gauge = gauge
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] not in _LIMITED:
@@ -29,10 +37,14 @@ class InFlightLimit:
             await self._refuse(send)
             return
         self.in_flight += 1
+        if self._gauge is not None:
+            self._gauge.inc()
         try:
             await self.app(scope, receive, send)
         finally:
             self.in_flight -= 1
+            if self._gauge is not None:
+                self._gauge.dec()
 
     async def _refuse(self, send: Send) -> None:
         error = TooManyRequests(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -9,7 +11,9 @@ from fastapi import FastAPI
 
 from ponder.server.admission import InFlightLimit
 from ponder.server.body_limit import BodyLimit
+from ponder.server.cache import Cache, CacheStore, MemoryStore, RedisStore
 from ponder.server.engines.http_engine import HTTPEngine
+from ponder.server.engines.managed import die_with_parent
 from ponder.server.engines.pool import EnginePool
 from ponder.server.engines.provider import EngineProvider
 from ponder.server.engines.retry import RetryPolicy
@@ -20,8 +24,11 @@ from ponder.server.routes import router
 from ponder.server.settings import Settings
 from ponder.strategies.registry import Registry
 
+#: Where ``ponder serve --workers N`` hands its settings to the worker processes.
+SETTINGS_ENV = "PONDER_SETTINGS_JSON"
 
-def build_pool(settings: Settings) -> EnginePool:
+
+def build_pool(settings: Settings, metrics: Metrics | None = None) -> EnginePool:
     """A pool over ``settings.engine_urls``."""
     retry = RetryPolicy(attempts=settings.engine_retries)
     replicas = [
@@ -34,7 +41,27 @@ def build_pool(settings: Settings) -> EnginePool:
         )
         for url in settings.engine_urls
     ]
-    return EnginePool(replicas, health_interval=settings.health_interval)
+    return EnginePool(replicas, health_interval=settings.health_interval, metrics=metrics)
+
+
+def build_cache(settings: Settings, metrics: Metrics) -> Cache | None:
+    """The configured cache: Redis when ``redis_url`` is set, else in process; None when off."""
+    if not settings.cache:
+        return None
+    store: CacheStore
+    if settings.redis_url:
+        store = RedisStore(settings.redis_url, timeout=settings.cache_timeout)
+    else:
+        store = MemoryStore(
+            max_entries=settings.cache_max_entries, max_bytes=settings.cache_max_bytes
+        )
+    return Cache(
+        store,
+        ttl=settings.cache_ttl,
+        timeout=settings.cache_timeout,
+        cooldown=settings.cache_cooldown,
+        metrics=metrics,
+    )
 
 
 def create_app(
@@ -45,14 +72,17 @@ def create_app(
     metrics: Metrics | None = None,
 ) -> FastAPI:
     """The gateway over ``engines``, or over a pool of ``settings.engine_urls``."""
+    metrics = metrics or Metrics()
     pool: EnginePool | None = None
     if engines is None:
-        pool = engines = build_pool(settings)
+        pool = engines = build_pool(settings, metrics)
+    cache = build_cache(settings, metrics)
     gateway = Gateway(
         settings=settings,
         engines=engines,
         registry=registry or Registry.default(),
-        metrics=metrics or Metrics(),
+        metrics=metrics,
+        cache=cache,
     )
 
     @asynccontextmanager
@@ -64,11 +94,21 @@ def create_app(
         finally:
             if pool is not None:
                 await pool.aclose()
+            if cache is not None:
+                await cache.aclose()
 
     app = FastAPI(title="Ponder", version="0.1.0", lifespan=lifespan)
     app.state.gateway = gateway
     install_error_handlers(app)
     app.include_router(router)
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
-    app.add_middleware(InFlightLimit, max_in_flight=settings.max_in_flight)
+    app.add_middleware(InFlightLimit, max_in_flight=settings.max_in_flight, gauge=metrics.in_flight)
     return app
+
+
+def app_from_environment() -> FastAPI:
+    """The app of one worker process of ``ponder serve --workers N`` (a uvicorn factory)."""
+    # Should `ponder serve` be killed outright, its workers must not serve on alone.
+    die_with_parent(signal.SIGTERM)
+    settings = Settings.model_validate_json(os.environ[SETTINGS_ENV])
+    return create_app(settings)

@@ -4,19 +4,23 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import signal
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 import uvicorn
 
-from ponder.server.app import create_app
+from ponder.server.app import SETTINGS_ENV, create_app
 from ponder.server.engines.launch import LaunchError, planned_engines
 from ponder.server.engines.managed import EngineStartError
 from ponder.server.engines.model_files import ModelFetchError
-from ponder.server.settings import load_settings
+from ponder.server.metrics import MULTIPROC_ENV
+from ponder.server.settings import Settings, load_settings
 
 app = typer.Typer(
     help="Ponder: an OpenAI-compatible server that reasons before it answers.", no_args_is_help=True
@@ -70,6 +74,16 @@ def serve(
     default_strategy: Annotated[
         str | None, typer.Option(help="strategy for requests that name none")
     ] = None,
+    redis_url: Annotated[
+        str | None,
+        typer.Option(
+            help="cache in this Redis, e.g. redis://localhost:6379/0 (default: in process)"
+        ),
+    ] = None,
+    cache: Annotated[
+        bool | None, typer.Option("--cache/--no-cache", help="cache deterministic answers")
+    ] = None,
+    workers: Annotated[int | None, typer.Option(help="worker processes", min=1)] = None,
     log_level: Annotated[str | None, typer.Option(help="debug, info, warning, error")] = None,
 ) -> None:
     """Serve the OpenAI API; start an engine when none is given."""
@@ -83,6 +97,9 @@ def serve(
             model=model,
             served_model_name=served_model_name,
             default_strategy=default_strategy,
+            redis_url=redis_url,
+            cache=cache,
+            workers=workers,
             log_level=log_level,
         )
     except Exception as error:
@@ -101,16 +118,46 @@ def serve(
                 typer.echo(f"ponder: cannot start an engine: {error}", err=True)
                 raise typer.Exit(1) from None
             settings = settings.model_copy(update={"engine_urls": urls})
-        uvicorn.run(
-            create_app(settings),
-            host=settings.host,
-            port=settings.port,
-            log_level=settings.log_level,
-            access_log=False,
+        common: dict[str, Any] = {
+            "host": settings.host,
+            "port": settings.port,
+            "log_level": settings.log_level,
+            "access_log": False,
             # The standard loop: under uvloop, a client's disconnect does not
             # reach the engine connection it was streaming from (see http_engine).
-            loop="asyncio",
-        )
+            "loop": "asyncio",
+        }
+        if settings.workers == 1:
+            uvicorn.run(create_app(settings), **common)
+            return
+        with _worker_environment(settings):
+            uvicorn.run(
+                "ponder.server.app:app_from_environment",
+                factory=True,
+                workers=settings.workers,
+                **common,
+            )
+
+
+@contextlib.contextmanager
+def _worker_environment(settings: Settings) -> Iterator[None]:
+    """What worker processes inherit: the settings, and a fresh folder for their metrics.
+
+    prometheus-client's multiprocess mode is chosen when ``PROMETHEUS_MULTIPROC_DIR``
+    is set as the client is imported, so it must be set before workers start;
+    the folder must not hold a previous run's files.
+    """
+    given = os.environ.get(MULTIPROC_ENV)
+    with contextlib.ExitStack() as stack:
+        if given:
+            for stale in Path(given).glob("*.db"):
+                stale.unlink()
+            directory = given
+        else:
+            directory = stack.enter_context(tempfile.TemporaryDirectory(prefix="ponder-metrics-"))
+        os.environ[MULTIPROC_ENV] = directory
+        os.environ[SETTINGS_ENV] = settings.model_dump_json()
+        yield
 
 
 def main() -> None:

@@ -1,10 +1,12 @@
-"""What one gateway process holds: settings, engines, strategies, metrics."""
+"""What one gateway process holds: settings, engines, strategies, cache, metrics."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ponder.server.cache import Cache
 from ponder.server.engines.provider import EngineProvider
+from ponder.server.eval_results import EvalBoard
 from ponder.server.metrics import Metrics
 from ponder.server.serving import CompletionServing
 from ponder.server.settings import Settings
@@ -17,7 +19,13 @@ class Gateway:
     engines: EngineProvider
     registry: Registry
     metrics: Metrics = field(default_factory=Metrics)
+    #: None when caching is off.
+    cache: Cache | None = None
     serving: CompletionServing = field(init=False)
+    evals: EvalBoard = field(init=False)
 
     def __post_init__(self) -> None:
-        self.serving = CompletionServing(self.settings, self.engines, self.registry, self.metrics)
+        self.serving = CompletionServing(
+            self.settings, self.engines, self.registry, self.metrics, self.cache
+        )
+        self.evals = EvalBoard(self.metrics, self.settings.max_eval_series)

@@ -1,22 +1,211 @@
-"""Prometheus metrics of one gateway, in a registry of its own (no global state)."""
+"""Prometheus metrics of one gateway.
+
+Every family is named ``ponder_*`` and labelled only with values the server
+chose (strategy and model names it serves, replica URLs it was configured
+with, call roles, statuses): never a prompt, a request id or a user string.
+
+Under several uvicorn workers, ``PROMETHEUS_MULTIPROC_DIR`` is set before any
+worker starts (``ponder serve --workers`` does it); each worker then writes its
+values to files there and :meth:`Metrics.render` adds them up, so a scrape of
+any worker sees the whole gateway.
+"""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, generate_latest
-from prometheus_client.exposition import CONTENT_TYPE_LATEST
+import os
+from collections.abc import Iterable, Mapping
+from typing import Any
 
-__all__ = ["CONTENT_TYPE_LATEST", "Metrics"]
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.multiprocess import MultiProcessCollector
+
+__all__ = ["CONTENT_TYPE_LATEST", "Metrics", "workspace_sizes"]
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+#: Seconds: a one-token answer on a GPU to a many-round PDR run on a CPU.
+LATENCY_BUCKETS = (0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 40, 80, 160, 320, 640)
+#: Per request: 0 for a strategy without rounds, up to the server's cap.
+ROUND_BUCKETS = (0, 1, 2, 3, 4, 6, 8, 12, 16)
+DRAFT_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+TOKEN_BUCKETS = (32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768)
 
 
 class Metrics:
+    """The gateway's metric families, in a registry of their own (no global state)."""
+
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
+        r = self.registry
         self.requests = Counter(
             "ponder_requests",
-            "Requests served, by strategy, model and HTTP status.",
+            "Completion requests answered, by strategy, model and HTTP status.",
             ["strategy", "model", "status"],
-            registry=self.registry,
+            registry=r,
+        )
+        self.request_duration = Histogram(
+            "ponder_request_duration_seconds",
+            "Seconds from a completion request's arrival to its last byte.",
+            ["strategy", "model"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.time_to_first_token = Histogram(
+            "ponder_time_to_first_token_seconds",
+            "Seconds from a streamed request's arrival to its first answer text.",
+            ["strategy", "model"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.tokens = Counter(
+            "ponder_tokens",
+            "Tokens of answered requests that engines worked for (cache hits excluded), by "
+            "kind: prompt and completion as in OpenAI's usage, sequential on the critical "
+            "path, total over every call.",
+            ["strategy", "kind"],
+            registry=r,
+        )
+        self.engine_call_duration = Histogram(
+            "ponder_engine_call_duration_seconds",
+            "Seconds per engine call, by replica and the call's role in its strategy.",
+            ["replica", "role"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.engine_call_errors = Counter(
+            "ponder_engine_call_errors",
+            "Failed engine calls, by replica, role and status (503 down, 504 timeout ...).",
+            ["replica", "role", "status"],
+            registry=r,
+        )
+        self.rounds = Histogram(
+            "ponder_rounds",
+            "Rounds per answered request.",
+            ["strategy"],
+            buckets=ROUND_BUCKETS,
+            registry=r,
+        )
+        self.drafts = Histogram(
+            "ponder_drafts",
+            "Drafts (samples of draft roles) per answered request.",
+            ["strategy"],
+            buckets=DRAFT_BUCKETS,
+            registry=r,
+        )
+        self.workspace_tokens = Histogram(
+            "ponder_workspace_tokens",
+            "Size of each bounded workspace a strategy built, in the engine's tokens.",
+            ["strategy"],
+            buckets=TOKEN_BUCKETS,
+            registry=r,
+        )
+        self.cache_hits = Counter(
+            "ponder_cache_hits",
+            "Cache lookups that found an entry, by level (response or engine call).",
+            ["level"],
+            registry=r,
+        )
+        self.cache_misses = Counter(
+            "ponder_cache_misses",
+            "Cache lookups that found none (the cache unreachable included), by level.",
+            ["level"],
+            registry=r,
+        )
+        self.cache_errors = Counter(
+            "ponder_cache_errors",
+            "Cache operations that failed or timed out, by back end and operation.",
+            ["backend", "operation"],
+            registry=r,
+        )
+        self.in_flight = Gauge(
+            "ponder_in_flight_requests",
+            "Completion requests being served now.",
+            registry=r,
+            multiprocess_mode="livesum",
+        )
+        eval_labels = ["dataset", "strategy", "config"]
+        self.eval_accuracy = Gauge(
+            "ponder_eval_accuracy",
+            "Accuracy of a strategy configuration on a dataset, from the last evaluation run.",
+            eval_labels,
+            registry=r,
+            multiprocess_mode="mostrecent",
+        )
+        self.eval_latency = Gauge(
+            "ponder_eval_mean_latency_seconds",
+            "Mean seconds per problem of that evaluation run.",
+            eval_labels,
+            registry=r,
+            multiprocess_mode="mostrecent",
+        )
+        self.eval_sequential_tokens = Gauge(
+            "ponder_eval_mean_sequential_tokens",
+            "Mean sequential (critical-path) tokens per problem of that evaluation run.",
+            eval_labels,
+            registry=r,
+            multiprocess_mode="mostrecent",
+        )
+        self.eval_total_tokens = Gauge(
+            "ponder_eval_mean_total_tokens",
+            "Mean tokens over every call per problem of that evaluation run.",
+            eval_labels,
+            registry=r,
+            multiprocess_mode="mostrecent",
+        )
+        self.eval_items = Gauge(
+            "ponder_eval_items",
+            "Problems graded in that evaluation run.",
+            eval_labels,
+            registry=r,
+            multiprocess_mode="mostrecent",
         )
 
     def render(self) -> bytes:
-        return generate_latest(self.registry)
+        """The exposition text: this process's values, or every worker's in multiprocess mode."""
+        directory = os.environ.get(MULTIPROC_ENV)
+        if not directory:
+            return generate_latest(self.registry)
+        merged = CollectorRegistry()
+        MultiProcessCollector(merged, path=directory)  # type: ignore[no-untyped-call]
+        return generate_latest(merged)
+
+    def observe_answer(
+        self,
+        *,
+        strategy: str,
+        prompt_tokens: int,
+        completion_tokens: int,
+        sequential_tokens: int,
+        total_tokens: int,
+        rounds: int,
+        drafts: int,
+        workspaces: Iterable[int],
+    ) -> None:
+        """What an answered (not cached) request cost."""
+        for kind, value in (
+            ("prompt", prompt_tokens),
+            ("completion", completion_tokens),
+            ("sequential", sequential_tokens),
+            ("total", total_tokens),
+        ):
+            self.tokens.labels(strategy, kind).inc(value)
+        self.rounds.labels(strategy).observe(rounds)
+        self.drafts.labels(strategy).observe(drafts)
+        for tokens in workspaces:
+            self.workspace_tokens.labels(strategy).observe(tokens)
+
+
+def workspace_sizes(details: Mapping[str, Any]) -> list[int]:
+    """Token sizes of the workspaces in a strategy's ``details`` (``rounds[].workspaces[]``)."""
+    runs = details.get("runs")
+    if isinstance(runs, list):
+        return [size for run in runs if isinstance(run, Mapping) for size in workspace_sizes(run)]
+    sizes: list[int] = []
+    for round_ in details.get("rounds") or ():
+        if not isinstance(round_, Mapping):
+            continue
+        for workspace in round_.get("workspaces") or ():
+            if isinstance(workspace, Mapping) and isinstance(workspace.get("tokens"), int):
+                sizes.append(workspace["tokens"])
+    return sizes

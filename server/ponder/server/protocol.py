@@ -116,6 +116,8 @@ class PonderInfo(BaseModel):
     answers: list[str | None] | None = None
     trace: list[TraceCall] | None = None
     details: dict[str, Any] | None = None
+    #: Whether this answer came from the cache (None: the server caches nothing).
+    cache: Literal["hit", "miss"] | None = None
 
 
 class AssistantMessage(BaseModel):

@@ -7,6 +7,7 @@ import time
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
+from ponder.server.eval_results import EvalReport
 from ponder.server.gateway import Gateway
 from ponder.server.metrics import CONTENT_TYPE_LATEST
 from ponder.server.protocol import (
@@ -63,6 +64,13 @@ async def strategies(request: Request) -> StrategyList:
             for name in registry
         ]
     )
+
+
+@router.post("/v1/eval/results")
+async def eval_results(report: EvalReport, request: Request) -> dict[str, int | str]:
+    """Publish an evaluation run's results as ``ponder_eval_*`` gauges on /metrics."""
+    recorded = _gateway(request).evals.record(report)
+    return {"object": "eval.results", "dataset": report.dataset, "recorded": recorded}
 
 
 @router.get("/health")

@@ -8,7 +8,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
@@ -16,6 +16,8 @@ from fastapi import Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from ponder.server import sse
+from ponder.server.cache import Cache, CacheMode, CachingEngine, cache_key
+from ponder.server.cache.keys import prompt_form
 from ponder.server.engines.provider import EngineProvider
 from ponder.server.errors import (
     InvalidRequest,
@@ -25,7 +27,7 @@ from ponder.server.errors import (
     error_response,
     to_ponder_error,
 )
-from ponder.server.metrics import Metrics
+from ponder.server.metrics import Metrics, workspace_sizes
 from ponder.server.protocol import (
     AssistantMessage,
     ChatChoice,
@@ -44,7 +46,7 @@ from ponder.server.settings import Settings
 from ponder.strategies.base import Answer, Strategy, StrategyContext, StrategyResult
 from ponder.strategies.budget import Budget, CallRecord, combine_parallel
 from ponder.strategies.budget import Usage as BudgetUsage
-from ponder.strategies.engine import Message, Prompt, Sampling
+from ponder.strategies.engine import Engine, Message, Prompt, Sampling
 from ponder.strategies.registry import Registry
 
 logger = logging.getLogger("ponder.requests")
@@ -57,6 +59,9 @@ _NOT_FORWARDED = frozenset(
 )
 
 Kind = Literal["chat", "text"]
+
+#: Response header: whether the answer came from the cache ("hit") or not ("miss").
+CACHE_HEADER = "X-Ponder-Cache"
 
 
 class ClientGone(Exception):
@@ -79,6 +84,8 @@ class Outcome:
     usage: Usage
     records: list[CallRecord]
     details: list[dict[str, Any]] = field(default_factory=list)
+    #: Every engine call was greedy or seeded: the response may be cached.
+    deterministic: bool = False
 
 
 @dataclass
@@ -94,24 +101,34 @@ class Plan:
     response_model: str
     stream: bool
     include_usage: bool
+    cache_mode: CacheMode = CacheMode.DEFAULT
+    #: The whole response's cache key; None when it cannot be cached.
+    response_key: str | None = None
 
 
 class CompletionServing:
     """The work behind /v1/chat/completions and /v1/completions."""
 
     def __init__(
-        self, settings: Settings, engines: EngineProvider, registry: Registry, metrics: Metrics
+        self,
+        settings: Settings,
+        engines: EngineProvider,
+        registry: Registry,
+        metrics: Metrics,
+        cache: Cache | None = None,
     ) -> None:
         self.settings = settings
         self.engines = engines
         self.registry = registry
         self.metrics = metrics
+        self.cache = cache
         self.resources = settings.resources
 
     async def handle(
         self, body: ChatCompletionRequest | CompletionRequest, request: Request
     ) -> Response:
-        """Plan the request and serve it; any failure becomes an OpenAI error."""
+        """Plan the request and serve it, from the cache when it can; failures are OpenAI errors."""
+        started = time.perf_counter()
         try:
             if isinstance(body, ChatCompletionRequest):
                 plan = self.plan_chat(body)
@@ -123,7 +140,11 @@ class CompletionServing:
             # strategy may be anything the client typed.
             self.metrics.requests.labels("-", "-", str(error.status)).inc()
             return error_response(error)
-        return await self.serve(plan, request)
+        if self.cache is not None and plan.response_key is not None and plan.cache_mode.reads:
+            stored = await self.cache.get(plan.response_key, level="response")
+            if stored is not None:
+                return self._serve_cached(plan, json.loads(stored), started)
+        return await self.serve(plan, request, started)
 
     # -- planning --------------------------------------------------------------
 
@@ -148,9 +169,11 @@ class CompletionServing:
         reasoning_effort: str | None,
     ) -> Plan:
         settings = self.settings
+        ponder = dict(body.ponder or {})
+        cache_mode = _cache_mode(ponder.pop("cache", None))
         selection = select(
             model=body.model,
-            ponder=body.ponder,
+            ponder=ponder,
             reasoning_effort=reasoning_effort,
             registry=self.registry,
             default_strategy=settings.default_strategy,
@@ -217,6 +240,26 @@ class CompletionServing:
                     )
                 )
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
+        response_key = None
+        temperature = (
+            strategy.params.temperature
+            if strategy.params.temperature is not None
+            else sampling.temperature
+        )
+        if cache_mode.writes and (sampling.seed is not None or temperature == 0):
+            response_key = cache_key(
+                "response",
+                {
+                    "kind": kind,
+                    "model": selection.model,
+                    "response_model": body.model,
+                    "strategy": selection.strategy,
+                    "params": strategy.params.model_dump(mode="json"),
+                    "prompts": [prompt_form(prompt) for prompt in prompts],
+                    "n": body.n,
+                    "sampling": sampling.to_body(),
+                },
+            )
         return Plan(
             request_id=uuid.uuid4().hex,
             kind=kind,
@@ -227,6 +270,8 @@ class CompletionServing:
             response_model=body.model,
             stream=body.stream,
             include_usage=include_usage,
+            cache_mode=cache_mode,
+            response_key=response_key,
         )
 
     # -- running ---------------------------------------------------------------
@@ -237,7 +282,10 @@ class CompletionServing:
         on_delta: Callable[[int, str], Awaitable[None]] | None = None,
         on_progress: Callable[[str], Awaitable[None]] | None = None,
     ) -> Outcome:
-        engine = self.engines.session(plan.selection.model)
+        engine: Engine = self.engines.session(plan.selection.model)
+        caching = None
+        if self.cache is not None:
+            engine = caching = CachingEngine(engine, self.cache, plan.cache_mode)
 
         async def run_job(job: Job) -> StrategyResult:
             sink = None
@@ -267,12 +315,24 @@ class CompletionServing:
             usage=_usage(combine_parallel([job.budget.usage() for job in plan.jobs])),
             records=[record for job in plan.jobs for record in job.budget.records],
             details=[result.details for result in results if result.details],
+            deterministic=caching is not None and caching.deterministic,
         )
+
+    async def _remember(self, plan: Plan, response: dict[str, Any], outcome: Outcome) -> None:
+        """Cache a fresh response when the request may be and every call was deterministic."""
+        if (
+            self.cache is not None
+            and plan.response_key is not None
+            and plan.cache_mode.writes
+            and outcome.deterministic
+        ):
+            await self.cache.set_many(
+                {plan.response_key: json.dumps(response, separators=(",", ":")).encode()}
+            )
 
     # -- answering -------------------------------------------------------------
 
-    async def serve(self, plan: Plan, request: Request) -> Response:
-        started = time.perf_counter()
+    async def serve(self, plan: Plan, request: Request, started: float) -> Response:
         if plan.stream:
             return await self._serve_stream(plan, request, started)
         status = 200
@@ -281,7 +341,9 @@ class CompletionServing:
             if not self.engines.ready:
                 raise NoEngineReady("no engine is ready")
             outcome = await _unless_client_leaves(self._run(plan), request)
-            return JSONResponse(self._response(plan, outcome).model_dump(exclude_none=True))
+            response = self._response(plan, outcome).model_dump(exclude_none=True)
+            await self._remember(plan, response, outcome)
+            return JSONResponse(response, headers={CACHE_HEADER: "miss"})
         except ClientGone:
             status = 499
             return Response(status_code=499)
@@ -294,37 +356,16 @@ class CompletionServing:
 
     async def _serve_stream(self, plan: Plan, request: Request, started: float) -> Response:
         queue: asyncio.Queue[bytes | _Finished] = asyncio.Queue()
-        roles_sent: set[int] = set()
         streamed: dict[int, bool] = {}
-        created = int(time.time())
-        chunk_id = ("chatcmpl-" if plan.kind == "chat" else "cmpl-") + plan.request_id
-
-        def chunk(index: int, text: str | None, finish: str | None = None, **more: Any) -> bytes:
-            choice: dict[str, Any] = {"index": index, "finish_reason": finish}
-            if plan.kind == "chat":
-                delta: dict[str, str] = {}
-                if index not in roles_sent:
-                    roles_sent.add(index)
-                    delta["role"] = "assistant"
-                if text is not None:
-                    delta["content"] = text
-                choice["delta"] = delta
-            else:
-                choice["text"] = text or ""
-            return sse.event(
-                {
-                    "id": chunk_id,
-                    "object": _chunk_object(plan),
-                    "created": created,
-                    "model": plan.response_model,
-                    "choices": [choice],
-                    **more,
-                }
-            )
+        chunks = _Chunks(plan)
+        first_text: float | None = None
 
         async def on_delta(index: int, text: str) -> None:
+            nonlocal first_text
             streamed[index] = True
-            await queue.put(chunk(index, text))
+            if first_text is None:
+                first_text = time.perf_counter()
+            await queue.put(chunks.chunk(index, text))
 
         async def on_progress(note: str) -> None:
             await queue.put(sse.comment(note))
@@ -354,6 +395,7 @@ class CompletionServing:
             return error_response(first.error)
 
         async def body() -> AsyncIterator[bytes]:
+            nonlocal first_text
             status, outcome, item = 200, None, first
             try:
                 while True:
@@ -368,43 +410,57 @@ class CompletionServing:
                         return
                     outcome = item.outcome
                     assert outcome is not None
-                    info = self._info(plan, outcome).model_dump(exclude_none=True)
-                    for index, answer in enumerate(outcome.answers):
-                        if not streamed.get(index) and answer.text:
-                            yield chunk(index, answer.text)
-                        yield chunk(index, None, answer.finish_reason or "stop")
-                    usage = outcome.usage.model_dump()
-                    if plan.include_usage:
-                        yield sse.event(
-                            {
-                                "id": chunk_id,
-                                "object": _chunk_object(plan),
-                                "created": created,
-                                "model": plan.response_model,
-                                "choices": [],
-                                "usage": usage,
-                                "ponder": info,
-                            }
-                        )
-                    else:
-                        yield sse.comment(
-                            "ponder "
-                            + json.dumps({"usage": usage, "ponder": info}, separators=(",", ":"))
-                        )
-                    yield sse.DONE
+                    response = self._response(plan, outcome).model_dump(exclude_none=True)
+                    endings = [
+                        (i, None if streamed.get(i) else a.text, a.finish_reason or "stop")
+                        for i, a in enumerate(outcome.answers)
+                    ]
+                    if first_text is None and any(text for _, text, _ in endings):
+                        first_text = time.perf_counter()
+                    await self._remember(plan, response, outcome)
+                    for event in chunks.ending(endings, response["usage"], response["ponder"]):
+                        yield event
                     return
             except asyncio.CancelledError:
                 status = 499
                 raise
             finally:
                 await _cancel(task)
-                self._log(plan, status, started, outcome)
+                self._log(plan, status, started, outcome, first_text=first_text)
 
-        return StreamingResponse(
-            body(),
-            media_type="text/event-stream",
-            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-        )
+        return _event_stream(body(), cache="miss")
+
+    def _serve_cached(self, plan: Plan, stored: dict[str, Any], started: float) -> Response:
+        """A response from the cache: the stored answer under this request's id and time."""
+        stored["ponder"]["cache"] = "hit"
+        if not plan.stream:
+            stored["id"] = ("chatcmpl-" if plan.kind == "chat" else "cmpl-") + plan.request_id
+            stored["created"] = int(time.time())
+            self._log(plan, 200, started, None, cached=True)
+            return JSONResponse(stored, headers={CACHE_HEADER: "hit"})
+        chunks = _Chunks(plan)
+        endings = [
+            (
+                choice["index"],
+                choice["message"]["content"] if plan.kind == "chat" else choice["text"],
+                choice.get("finish_reason") or "stop",
+            )
+            for choice in stored["choices"]
+        ]
+
+        async def body() -> AsyncIterator[bytes]:
+            status = 200
+            first_text = time.perf_counter()
+            try:
+                for event in chunks.ending(endings, stored["usage"], stored["ponder"]):
+                    yield event
+            except asyncio.CancelledError:
+                status = 499
+                raise
+            finally:
+                self._log(plan, status, started, None, cached=True, first_text=first_text)
+
+        return _event_stream(body(), cache="hit")
 
     def _info(self, plan: Plan, outcome: Outcome) -> PonderInfo:
         params = plan.strategy.params
@@ -434,6 +490,7 @@ class CompletionServing:
             answers=answers if any(a is not None for a in answers) else None,
             trace=trace,
             details=details,
+            cache=None if self.cache is None else "miss",
         )
 
     def _response(self, plan: Plan, outcome: Outcome) -> ChatCompletion | Completion:
@@ -464,10 +521,38 @@ class CompletionServing:
             ponder=info,
         )
 
-    def _log(self, plan: Plan, status: int, started: float, outcome: Outcome | None) -> None:
-        self.metrics.requests.labels(
-            plan.selection.strategy, plan.selection.model, str(status)
-        ).inc()
+    def _log(
+        self,
+        plan: Plan,
+        status: int,
+        started: float,
+        outcome: Outcome | None,
+        *,
+        cached: bool = False,
+        first_text: float | None = None,
+    ) -> None:
+        """The request's log line and metrics."""
+        strategy, model = plan.selection.strategy, plan.selection.model
+        elapsed = time.perf_counter() - started
+        self.metrics.requests.labels(strategy, model, str(status)).inc()
+        if status == 200:
+            self.metrics.request_duration.labels(strategy, model).observe(elapsed)
+            if first_text is not None:
+                self.metrics.time_to_first_token.labels(strategy, model).observe(
+                    first_text - started
+                )
+        if outcome is not None and status == 200:
+            usage = outcome.usage
+            self.metrics.observe_answer(
+                strategy=strategy,
+                prompt_tokens=usage.prompt_tokens,
+                completion_tokens=usage.completion_tokens,
+                sequential_tokens=usage.ponder.sequential_tokens,
+                total_tokens=usage.ponder.total_tokens,
+                rounds=usage.ponder.rounds,
+                drafts=usage.ponder.drafts,
+                workspaces=[size for d in outcome.details for size in workspace_sizes(d)],
+            )
         line: dict[str, Any] = {
             "event": "request",
             "id": plan.request_id,
@@ -476,7 +561,8 @@ class CompletionServing:
             "model": plan.selection.model,
             "stream": plan.stream,
             "status": status,
-            "latency_ms": round((time.perf_counter() - started) * 1000, 1),
+            "latency_ms": round(elapsed * 1000, 1),
+            "cache": "hit" if cached else "miss",
         }
         if outcome is not None:
             usage = outcome.usage
@@ -498,6 +584,80 @@ class _Finished:
 
 def _chunk_object(plan: Plan) -> str:
     return "chat.completion.chunk" if plan.kind == "chat" else "text_completion"
+
+
+class _Chunks:
+    """The SSE chunks of one streamed response, in OpenAI's format."""
+
+    def __init__(self, plan: Plan) -> None:
+        self.plan = plan
+        self.id = ("chatcmpl-" if plan.kind == "chat" else "cmpl-") + plan.request_id
+        self.created = int(time.time())
+        self._roles_sent: set[int] = set()
+
+    def _event(self, choices: list[dict[str, Any]], **more: Any) -> bytes:
+        return sse.event(
+            {
+                "id": self.id,
+                "object": _chunk_object(self.plan),
+                "created": self.created,
+                "model": self.plan.response_model,
+                "choices": choices,
+                **more,
+            }
+        )
+
+    def chunk(self, index: int, text: str | None, finish: str | None = None) -> bytes:
+        choice: dict[str, Any] = {"index": index, "finish_reason": finish}
+        if self.plan.kind == "chat":
+            delta: dict[str, str] = {}
+            if index not in self._roles_sent:
+                self._roles_sent.add(index)
+                delta["role"] = "assistant"
+            if text is not None:
+                delta["content"] = text
+            choice["delta"] = delta
+        else:
+            choice["text"] = text or ""
+        return self._event([choice])
+
+    def ending(
+        self,
+        answers: Sequence[tuple[int, str | None, str]],
+        usage: dict[str, Any],
+        info: dict[str, Any],
+    ) -> Iterator[bytes]:
+        """Each answer's text not streamed yet and its finish, then usage, then ``[DONE]``."""
+        for index, text, finish in answers:
+            if text:
+                yield self.chunk(index, text)
+            yield self.chunk(index, None, finish)
+        if self.plan.include_usage:
+            yield self._event([], usage=usage, ponder=info)
+        else:
+            payload = json.dumps({"usage": usage, "ponder": info}, separators=(",", ":"))
+            yield sse.comment("ponder " + payload)
+        yield sse.DONE
+
+
+def _event_stream(body: AsyncIterator[bytes], *, cache: str) -> StreamingResponse:
+    return StreamingResponse(
+        body,
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no", CACHE_HEADER: cache},
+    )
+
+
+def _cache_mode(value: Any) -> CacheMode:
+    if value is None:
+        return CacheMode.DEFAULT
+    try:
+        return CacheMode(value)
+    except ValueError:
+        raise InvalidRequest(
+            "ponder.cache must be one of " + ", ".join(repr(m.value) for m in CacheMode),
+            param="ponder.cache",
+        ) from None
 
 
 def _usage(usage: BudgetUsage) -> Usage:

@@ -52,6 +52,27 @@ class Settings(BaseSettings):
     max_in_flight: int = Field(
         256, ge=1, description="completions served at once; more get a 429 with Retry-After"
     )
+    workers: int = Field(
+        1, ge=1, description="uvicorn worker processes (metrics are added up over them)"
+    )
+
+    # Cache: whole deterministic responses and the engine calls of strategies.
+    cache: bool = Field(True, description="cache deterministic responses and engine calls")
+    redis_url: str | None = Field(
+        None, description="cache in this Redis (shared by gateways) instead of in process"
+    )
+    cache_ttl: float = Field(3600.0, gt=0, description="seconds an entry lives")
+    cache_max_entries: int = Field(10_000, ge=1, description="in-process cache: entries")
+    cache_max_bytes: int = Field(256 * 1024 * 1024, ge=1024, description="in-process: bytes")
+    cache_timeout: float = Field(
+        0.25, gt=0, description="seconds Redis may take to answer before a request goes uncached"
+    )
+    cache_cooldown: float = Field(
+        1.0, gt=0, description="seconds Redis is left alone after a failure before a new try"
+    )
+    max_eval_series: int = Field(
+        512, ge=1, description="distinct (dataset, strategy, config) evaluation results kept"
+    )
 
     # Engines. No URL and no vLLM model: Ponder starts the embedded engine.
     engine_urls: Annotated[list[str], NoDecode] = Field(default_factory=list)

@@ -21,6 +21,7 @@ from ponder.strategies.engine import (
     Sampling,
     StreamEnd,
     TextDelta,
+    calling,
 )
 
 
@@ -161,7 +162,8 @@ class StrategyContext:
         say) to the sample's trace entry.
         """
         self._check_budget()
-        generation = await self.engine.generate(prompt, n=n, sampling=sampling or self.sampling)
+        with calling(role):
+            generation = await self.engine.generate(prompt, n=n, sampling=sampling or self.sampling)
         self._record(generation, prompt, role=role, round=round, index=index, annotate=annotate)
         return generation
 
@@ -190,15 +192,19 @@ class StrategyContext:
         if prefix:
             await self.on_delta(index, prefix)
         end: StreamEnd | None = None
-        async for event in self.engine.stream(prompt, sampling=sampling or self.sampling):
-            if isinstance(event, TextDelta):
-                await self.on_delta(index, event.text)
-            else:
-                end = event
+        with calling(role):
+            async for event in self.engine.stream(prompt, sampling=sampling or self.sampling):
+                if isinstance(event, TextDelta):
+                    await self.on_delta(index, event.text)
+                else:
+                    end = event
         if end is None:  # pragma: no cover - an Engine must end its stream
             raise RuntimeError("engine stream ended without a StreamEnd")
         generation = Generation(
-            choices=(end.choice,), prompt_tokens=end.prompt_tokens, model=end.model
+            choices=(end.choice,),
+            prompt_tokens=end.prompt_tokens,
+            model=end.model,
+            cached=end.cached,
         )
         self._record(generation, prompt, role=role, round=round, index=index, annotate=annotate)
         return end.choice

@@ -115,6 +115,7 @@ class Budget:
                     output=choice.text,
                     prompt_tokens=generation.prompt_tokens,
                     completion_tokens=choice.completion_tokens,
+                    meta={"cached": True} if generation.cached else {},
                 )
             )
         self.records.extend(added)

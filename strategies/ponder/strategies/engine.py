@@ -8,7 +8,9 @@ for tests of control flow.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -76,12 +78,15 @@ class Generation:
     ``prompt_tokens`` counts the prompt once, as the engine prefilled it.
     ``requests`` is the number of HTTP requests it took (1 when the engine
     batched ``n`` itself, ``n`` when it fell back to concurrent calls).
+    ``cached`` says it came from a cache: it is billed as the call it
+    replays, so a strategy's usage does not depend on what was cached.
     """
 
     choices: tuple[Choice, ...]
     prompt_tokens: int
     model: str
     requests: int = 1
+    cached: bool = False
 
     @property
     def completion_tokens(self) -> int:
@@ -102,9 +107,31 @@ class StreamEnd:
     choice: Choice
     prompt_tokens: int
     model: str
+    cached: bool = False
 
 
 StreamEvent = TextDelta | StreamEnd
+
+
+#: The role (draft, distill, refine ...) of the engine call being made. Strategies
+#: set it around each call (``StrategyContext`` does) so that the engine side can
+#: label its measurements; a context variable, so concurrent calls keep their own.
+_call_role: ContextVar[str] = ContextVar("ponder_call_role", default="call")
+
+
+def call_role() -> str:
+    """The role of the engine call in progress in this task (``"call"`` when unset)."""
+    return _call_role.get()
+
+
+@contextmanager
+def calling(role: str) -> Iterator[None]:
+    """Engine calls made inside are made in ``role``."""
+    token = _call_role.set(role)
+    try:
+        yield
+    finally:
+        _call_role.reset(token)
 
 
 @runtime_checkable

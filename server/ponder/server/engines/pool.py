@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import TypeVar
 
 from ponder.server.engines.http_engine import HTTPEngine
+from ponder.server.metrics import Metrics
 from ponder.strategies.engine import (
     EngineError,
     EngineUnavailable,
@@ -16,6 +18,7 @@ from ponder.strategies.engine import (
     Prompt,
     Sampling,
     StreamEvent,
+    call_role,
 )
 
 logger = logging.getLogger(__name__)
@@ -26,11 +29,18 @@ T = TypeVar("T")
 class EnginePool:
     """Replicas, checked in the background; each request gets a sticky session."""
 
-    def __init__(self, replicas: Sequence[HTTPEngine], *, health_interval: float = 5.0) -> None:
+    def __init__(
+        self,
+        replicas: Sequence[HTTPEngine],
+        *,
+        health_interval: float = 5.0,
+        metrics: Metrics | None = None,
+    ) -> None:
         if not replicas:
             raise ValueError("an engine pool needs at least one replica")
         self.replicas = list(replicas)
         self.health_interval = health_interval
+        self.metrics = metrics
         self._healthy: dict[int, bool] = {id(r): False for r in self.replicas}
         self._discovered: set[int] = set()
         self._task: asyncio.Task[None] | None = None
@@ -121,11 +131,27 @@ class PoolSession:
             self._replica = self._pool.pick(self._model, exclude=failed)
         return self._replica
 
+    def _count_error(self, replica: HTTPEngine, error: EngineError) -> None:
+        metrics = self._pool.metrics
+        if metrics is not None:
+            metrics.engine_call_errors.labels(
+                replica.base_url, call_role(), str(error.status)
+            ).inc()
+
     def _failed(self, replica: HTTPEngine, error: EngineError, failed: list[HTTPEngine]) -> None:
+        """Count a failed call; move on to another replica when the error allows it."""
+        self._count_error(replica, error)
         if not error.retryable:
             raise error
         self._pool.mark_down(replica)
         failed.append(replica)
+
+    def _done(self, replica: HTTPEngine, started: float) -> None:
+        metrics = self._pool.metrics
+        if metrics is not None:
+            metrics.engine_call_duration.labels(replica.base_url, call_role()).observe(
+                time.perf_counter() - started
+            )
 
     async def _on_a_replica(self, call: Callable[[HTTPEngine], Awaitable[T]]) -> T:
         """``call`` on the session's replica, moving on to another while replicas fail."""
@@ -137,21 +163,35 @@ class PoolSession:
             except EngineError as error:
                 self._failed(replica, error, failed)
 
+    async def _generation_call(self, call: Callable[[HTTPEngine], Awaitable[T]]) -> T:
+        """``_on_a_replica``, timed per replica and role."""
+
+        async def timed(replica: HTTPEngine) -> T:
+            started = time.perf_counter()
+            result = await call(replica)
+            self._done(replica, started)
+            return result
+
+        return await self._on_a_replica(timed)
+
     async def generate(self, prompt: Prompt, *, n: int = 1, sampling: Sampling) -> Generation:
-        return await self._on_a_replica(lambda r: r.generate(prompt, n=n, sampling=sampling))
+        return await self._generation_call(lambda r: r.generate(prompt, n=n, sampling=sampling))
 
     async def stream(self, prompt: Prompt, *, sampling: Sampling) -> AsyncIterator[StreamEvent]:
         failed: list[HTTPEngine] = []
         while True:
             replica = self._current(failed)
             sent_anything = False
+            started = time.perf_counter()
             try:
                 async for event in replica.stream(prompt, sampling=sampling):
                     sent_anything = True
                     yield event
+                self._done(replica, started)
                 return
             except EngineError as error:
                 if sent_anything:
+                    self._count_error(replica, error)
                     raise
                 self._failed(replica, error, failed)
 

@@ -1,0 +1,77 @@
+"""Evaluation results pushed to the gateway, exposed as ``ponder_eval_*`` gauges.
+
+``ponder eval`` (or any harness) posts what one run measured per strategy
+configuration to ``POST /v1/eval/results``; Prometheus scrapes the gauges and
+the Reasoning trade-offs dashboard draws accuracy against latency and against
+sequential tokens. Labels here do come from the client, so they are checked
+(short, plain characters) and their number is capped per gateway process.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from ponder.server.errors import InvalidRequest
+from ponder.server.metrics import Metrics
+
+#: Letters, digits and the punctuation configuration names need: "pdr[4,2,1]",
+#: "self_consistency n=8", "sr rounds=2". No quotes, braces or newlines.
+Label = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=80, pattern=r"^[A-Za-z0-9_.:=,+/\[\]() -]+$"),
+]
+
+
+class EvalResult(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    strategy: Label
+    config: Label = Field(description="the configuration's name, unique within the dataset")
+    accuracy: float = Field(ge=0.0, le=1.0)
+    mean_latency_seconds: float = Field(ge=0.0)
+    mean_sequential_tokens: float = Field(ge=0.0)
+    mean_total_tokens: float = Field(ge=0.0)
+    items: int = Field(ge=1, description="problems graded")
+
+
+class EvalReport(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    dataset: Label
+    results: list[EvalResult] = Field(min_length=1, max_length=64)
+
+
+class EvalBoard:
+    """The evaluation results one gateway process exposes; at most ``max_series`` of them."""
+
+    def __init__(self, metrics: Metrics, max_series: int) -> None:
+        self._metrics = metrics
+        self._max_series = max_series
+        self._series: set[tuple[str, str, str]] = set()
+
+    def __len__(self) -> int:
+        return len(self._series)
+
+    def record(self, report: EvalReport) -> int:
+        """Set the gauges of every result; refuse the whole report if it would pass the cap."""
+        keys = {(report.dataset, r.strategy, r.config) for r in report.results}
+        new = keys - self._series
+        if len(self._series) + len(new) > self._max_series:
+            raise InvalidRequest(
+                f"the report adds {len(new)} evaluation series to {len(self._series)}; the "
+                f"server keeps at most {self._max_series} (max_eval_series)",
+                param="results",
+                code="over_cap",
+            )
+        self._series |= new
+        m = self._metrics
+        for result in report.results:
+            labels = (report.dataset, result.strategy, result.config)
+            m.eval_accuracy.labels(*labels).set(result.accuracy)
+            m.eval_latency.labels(*labels).set(result.mean_latency_seconds)
+            m.eval_sequential_tokens.labels(*labels).set(result.mean_sequential_tokens)
+            m.eval_total_tokens.labels(*labels).set(result.mean_total_tokens)
+            m.eval_items.labels(*labels).set(result.items)
+        return len(report.results)
