@@ -51,7 +51,8 @@ async def test_memory_store_entries_expire() -> None:
     assert await store.get_many(["a"]) == [b"1"]
     clock.now = 5.0
     assert await store.get_many(["a"]) == [None]
-    assert len(store) == 0 and store.size == 0
+    assert len(store) == 0
+    assert store.size == 0
 
 
 def test_keys_are_versioned_sha256_and_cover_every_field() -> None:
