@@ -167,6 +167,10 @@ class Served:
         response.raise_for_status()
         return len(response.json()["tokens"])
 
+    def generation_work(self) -> float:
+        """A number that grows with every generation the engine does."""
+        return generation_work(self.engine, self.kind)
+
     def requests_running(self) -> float:
         """Requests the engine is generating for now, from its own metrics."""
         text = httpx.get(self.engine.url + "/metrics", timeout=10).text
@@ -178,6 +182,26 @@ class Served:
         ]
         assert values, f"{name} not in the engine's metrics"
         return sum(values)
+
+
+#: Counters of the engines' own metrics that every generation moves.
+GENERATION_COUNTERS = {
+    "vllm": ("vllm:request_success_total", "vllm:generation_tokens_total"),
+    "llamacpp": ("llamacpp:tokens_predicted_total", "llamacpp:prompt_tokens_total"),
+}
+
+
+def generation_work(engine: ManagedEngine, kind: str) -> float:
+    """The sum of the engine's generation counters, read from its own /metrics."""
+    text = httpx.get(engine.url + "/metrics", timeout=10).text
+    total, found = 0.0, set()
+    for line in text.splitlines():
+        name = line.split("{", 1)[0].split(" ", 1)[0]
+        if name in GENERATION_COUNTERS[kind]:
+            found.add(name)
+            total += float(line.rsplit(" ", 1)[1])
+    assert found == set(GENERATION_COUNTERS[kind]), f"{kind} metrics lack {GENERATION_COUNTERS}"
+    return total
 
 
 @pytest.fixture(scope="session", params=["llamacpp", "vllm"])

@@ -12,8 +12,10 @@ from redis.backoff import NoBackoff
 class RedisStore:
     """Entries in Redis, shared by every gateway (and worker) that uses the same URL.
 
-    Calls fail fast: one attempt, ``timeout`` seconds to connect and to
-    answer, so that a sick Redis costs a request at most that long.
+    Calls fail fast: ``timeout`` seconds to connect and to answer, so that a
+    sick Redis costs a request at most that long (the :class:`Cache` caps the
+    whole operation at the same). One immediate retry on a connection error:
+    after Redis restarts, pooled connections are dead until used once.
     """
 
     name = "redis"
@@ -25,7 +27,7 @@ class RedisStore:
             socket_timeout=timeout,
             socket_connect_timeout=timeout,
             max_connections=max_connections,
-            retry=Retry(NoBackoff(), 0),
+            retry=Retry(NoBackoff(), 1),
         )
 
     async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:

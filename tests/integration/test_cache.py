@@ -1,0 +1,250 @@
+"""Caching against real engines and a real Redis, through the openai client.
+
+"No engine work" is read from the engine's own counters (tokens it generated,
+requests it finished), not from Ponder.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import httpx
+import openai
+import pytest
+
+from ponder.server.engines.managed import ManagedEngine
+from tests.integration.conftest import MODEL, Served, gateway_process, generation_work
+from tests.integration.services import RedisServer
+
+TTL = 5
+
+
+def question() -> str:
+    # A prompt no earlier test (or earlier run against the same Redis) has sent.
+    return f"Question {uuid.uuid4().hex[:8]}: what is 3 plus 4?"
+
+
+def ask(client: openai.OpenAI, content: str, **extra: Any) -> tuple[str, Any]:
+    """The X-Ponder-Cache header and the parsed completion."""
+    raw = client.chat.completions.with_raw_response.create(
+        model=MODEL,
+        messages=[{"role": "user", "content": content}],
+        max_tokens=extra.pop("max_tokens", 12),
+        **extra,
+    )
+    return raw.headers["x-ponder-cache"], raw.parse()
+
+
+def openai_client(url: str) -> openai.OpenAI:
+    return openai.OpenAI(base_url=url + "/v1", api_key="unused", max_retries=0, timeout=120)
+
+
+def cache_errors(gateway_url: str, operation: str) -> float:
+    text = httpx.get(gateway_url + "/metrics", timeout=10).text
+    prefix = "ponder_cache_errors_total{"
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith(prefix) and f'operation="{operation}"' in line
+    )
+
+
+def test_a_repeated_greedy_request_is_a_hit_with_no_engine_work(served: Served) -> None:
+    """The in-process cache (the default), on both engines."""
+    client = openai.OpenAI(base_url=served.base_url, api_key="unused", max_retries=0)
+    content = question()
+    header, first = ask(client, content, temperature=0)
+    assert header == "miss"
+    work = served.generation_work()
+    header, second = ask(client, content, temperature=0)
+    assert header == "hit"
+    assert served.generation_work() == work
+    assert second.choices[0].message.content == first.choices[0].message.content
+    assert second.usage.completion_tokens == first.usage.completion_tokens
+    assert second.id != first.id
+
+
+def test_a_cached_stream_is_replayed_as_a_stream(served: Served) -> None:
+    client = openai.OpenAI(base_url=served.base_url, api_key="unused", max_retries=0)
+    content = question()
+
+    def streamed() -> tuple[str, str]:
+        with client.chat.completions.with_streaming_response.create(
+            model=MODEL,
+            messages=[{"role": "user", "content": content}],
+            max_tokens=12,
+            temperature=0,
+            stream=True,
+        ) as response:
+            text = "".join(
+                chunk.choices[0].delta.content or "" for chunk in response.parse() if chunk.choices
+            )
+            return response.headers["x-ponder-cache"], text
+
+    header, first = streamed()
+    assert header == "miss"
+    work = served.generation_work()
+    header, again = streamed()
+    assert header == "hit"
+    assert again == first
+    assert served.generation_work() == work
+
+
+@pytest.fixture(scope="module")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    with RedisServer(tmp_path_factory.mktemp("redis")) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def redis_gateway(
+    llamacpp: ManagedEngine, redis_server: RedisServer, logs: Path
+) -> Iterator[ManagedEngine]:
+    env = {"PONDER_CACHE_TTL": str(TTL), "PONDER_CACHE_COOLDOWN": "0.5"}
+    args = ("--engine-url", llamacpp.url + "/v1", "--redis-url", redis_server.url)
+    with gateway_process(logs, *args, env=env) as gateway:
+        yield gateway
+
+
+@pytest.fixture
+def shared(redis_gateway: ManagedEngine, redis_server: RedisServer) -> openai.OpenAI:
+    redis_server.client().flushdb()
+    return openai_client(redis_gateway.url)
+
+
+def test_redis_hit_has_no_engine_work_and_entries_carry_the_ttl(
+    shared: openai.OpenAI, redis_server: RedisServer, llamacpp: ManagedEngine
+) -> None:
+    content = question()
+    assert ask(shared, content, seed=1)[0] == "miss"
+    work = generation_work(llamacpp, "llamacpp")
+    assert ask(shared, content, seed=1)[0] == "hit"
+    assert generation_work(llamacpp, "llamacpp") == work
+    store = redis_server.client()
+    keys: list[bytes] = list(store.keys("ponder:v1:*"))
+    assert {key.split(b":")[2] for key in keys} == {b"response", b"call"}
+    for key in keys:
+        assert 0 < store.pttl(key) <= TTL * 1000
+
+
+def test_entries_expire_after_the_ttl(shared: openai.OpenAI, llamacpp: ManagedEngine) -> None:
+    content = question()
+    assert ask(shared, content, temperature=0)[0] == "miss"
+    time.sleep(TTL + 0.5)
+    work = generation_work(llamacpp, "llamacpp")
+    assert ask(shared, content, temperature=0)[0] == "miss"
+    assert generation_work(llamacpp, "llamacpp") > work
+
+
+def test_parallel_drafts_are_distinct_entries(
+    shared: openai.OpenAI, redis_server: RedisServer, llamacpp: ManagedEngine
+) -> None:
+    content = question()
+    sc = {"strategy": "self_consistency", "n": 4, "max_tokens": 16}
+    _, first = ask(shared, content, seed=11, extra_body={"ponder": {**sc, "trace": True}})
+    store = redis_server.client()
+    assert len(store.keys("ponder:v1:call:*")) == 4
+    assert len(store.keys("ponder:v1:response:*")) == 1
+    # Another response (no trace) over the same four calls: all four from the cache.
+    work = generation_work(llamacpp, "llamacpp")
+    _, second = ask(shared, content, seed=11, extra_body={"ponder": sc})
+    assert generation_work(llamacpp, "llamacpp") == work
+    first_drafts = [call["output"] for call in first.ponder["trace"]]
+    assert len(first_drafts) == 4
+    assert second.ponder["answers"] == first.ponder["answers"]
+
+
+def test_no_store_leaves_nothing_in_redis(shared: openai.OpenAI, redis_server: RedisServer) -> None:
+    content = question()
+    for _ in range(2):
+        header, _ = ask(
+            shared, content, temperature=0, extra_body={"ponder": {"cache": "no-store"}}
+        )
+        assert header == "miss"
+    assert redis_server.client().dbsize() == 0
+
+
+def test_redis_out_of_memory_or_slow_fails_no_request(
+    shared: openai.OpenAI, redis_server: RedisServer, redis_gateway: ManagedEngine
+) -> None:
+    store = redis_server.client()
+    store.config_set("maxmemory-policy", "noeviction")
+    store.config_set("maxmemory", "1")  # every write is refused with OOM
+    try:
+        before = cache_errors(redis_gateway.url, "set")
+        header, answer = ask(shared, question(), temperature=0)
+        assert header == "miss"
+        assert answer.choices[0].message.content is not None
+        assert cache_errors(redis_gateway.url, "set") > before
+    finally:
+        store.config_set("maxmemory", "0")
+
+    time.sleep(0.6)  # the breaker's cooldown
+    sleeper = threading.Thread(
+        target=lambda: redis_server.client().execute_command(  # type: ignore[no-untyped-call]
+            "DEBUG", "SLEEP", "2"
+        )
+    )
+    before = cache_errors(redis_gateway.url, "get")
+    sleeper.start()
+    try:
+        time.sleep(0.2)
+        header, _ = ask(shared, question(), temperature=0)
+        assert header == "miss"
+    finally:
+        sleeper.join()
+    assert cache_errors(redis_gateway.url, "get") > before
+
+    time.sleep(0.6)
+    content = question()
+    ask(shared, content, temperature=0)
+    assert ask(shared, content, temperature=0)[0] == "hit"  # caching came back by itself
+
+
+def test_stopping_redis_under_load_fails_no_request(
+    llamacpp: ManagedEngine, logs: Path, tmp_path: Path
+) -> None:
+    with RedisServer(tmp_path / "redis") as server:
+        env = {"PONDER_CACHE_COOLDOWN": "0.5"}
+        args = ("--engine-url", llamacpp.url + "/v1", "--redis-url", server.url)
+        with gateway_process(logs, *args, env=env) as gateway:
+            client = openai_client(gateway.url)
+            statuses: list[str] = []
+            lock = threading.Lock()
+            stop = threading.Event()
+
+            def load() -> None:
+                while not stop.is_set():
+                    # A few prompts again and again: hits while Redis is up.
+                    header, answer = ask(client, f"Load {len(statuses) % 5}: 2+2?", temperature=0)
+                    assert answer.choices[0].message.content is not None
+                    with lock:
+                        statuses.append(header)
+
+            with ThreadPoolExecutor(3) as pool:
+                futures = [pool.submit(load) for _ in range(3)]
+                time.sleep(2)
+                server.stop()
+                stopped_at = len(statuses)
+                time.sleep(3)
+                down = len(statuses) - stopped_at
+                server.start()
+                time.sleep(3)
+                stop.set()
+                for future in futures:
+                    future.result()  # re-raises any failed request
+
+            assert down > 0, "no request was served while Redis was down"
+            assert cache_errors(gateway.url, "get") > 0
+            content = question()
+            ask(client, content, temperature=0)
+            assert ask(client, content, temperature=0)[0] == "hit"
+            log = (logs / f"ponder-{gateway.port}.log").read_text()
+            assert log.count("the redis cache failed") == 1  # one incident, one line
+            assert "caching resumed" in log
