@@ -127,8 +127,9 @@ def test_redis_hit_has_no_engine_work_and_entries_carry_the_ttl(
     assert ask(shared, content, seed=1)[0] == "hit"
     assert generation_work(llamacpp, "llamacpp") == work
     store = redis_server.client()
-    keys: list[bytes] = list(store.keys("ponder:v1:*"))
-    assert {key.split(b":")[2] for key in keys} == {b"response", b"call"}
+    keys = [str(key, "utf-8") if isinstance(key, bytes) else key for key in store.keys("ponder:*")]
+    assert {key.split(":")[2] for key in keys} == {"response", "call"}
+    assert all(key.startswith("ponder:v1:") for key in keys)
     for key in keys:
         assert 0 < store.pttl(key) <= TTL * 1000
 
