@@ -18,6 +18,7 @@ def test_readme_python_examples_run(llamacpp_gateway: ManagedEngine) -> None:
     for block in blocks:
         code = block.replace("http://127.0.0.1:8000/v1", llamacpp_gateway.url + "/v1")
         exec(compile(code, str(README), "exec"), namespace)
+    assert namespace["seen"] == ["miss", "hit"]
     completion = namespace["completion"]
     assert completion.model_extra["ponder"]["strategy"] == "pdr"
     assert completion.usage.model_extra["ponder"]["drafts"] == 7
