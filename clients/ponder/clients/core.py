@@ -11,7 +11,7 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
-from typing import Any, TypedDict
+from typing import Any, Literal, TypedDict
 
 import httpx
 
@@ -44,6 +44,9 @@ class ChatOptions(TypedDict, total=False):
     seed: int
     stop: str | Sequence[str]
     trace: bool
+    #: What the server's cache may do for this request: "no-cache" asks for a fresh
+    #: answer (and stores it), "no-store" neither reads nor writes.
+    cache: Literal["default", "no-cache", "no-store"]
     reasoning_effort: str
     #: Any other body field, sent as is.
     extra: Mapping[str, Any]
@@ -74,6 +77,11 @@ def chat_body(
     ponder: dict[str, Any] = strategy.to_ponder() if strategy is not None else {}
     if options.get("trace"):
         ponder["trace"] = True
+    cache = options.get("cache")
+    if cache is not None:
+        if cache not in ("default", "no-cache", "no-store"):
+            raise ValueError("cache must be 'default', 'no-cache' or 'no-store'")
+        ponder["cache"] = cache
     if ponder:
         body["ponder"] = ponder
     if stream:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -55,6 +55,8 @@ class PonderInfo(_Lenient):
     answers: list[str | None] | None = None
     trace: list[TraceCall] | None = None
     details: dict[str, Any] | None = None
+    #: "hit" when the answer came from the server's cache, "miss" when computed.
+    cache: Literal["hit", "miss"] | None = None
 
 
 class Message(_Lenient):

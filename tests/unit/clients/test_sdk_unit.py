@@ -150,6 +150,18 @@ def test_a_request_carries_the_strategy_and_the_key() -> None:
     assert (result.usage.sequential_tokens, result.usage.all_tokens) == (4, 4)
 
 
+def test_a_request_carries_the_cache_mode_and_the_result_says_hit() -> None:
+    answer = completion()
+    answer["ponder"]["cache"] = "hit"
+    recorder = Recorder(httpx.Response(200, json=answer))
+    result = client_for(recorder, []).chat("What is 3+4?", cache="no-cache", temperature=0)
+    sent = json.loads(recorder.requests[0].content)
+    assert sent["ponder"] == {"cache": "no-cache"}
+    assert result.ponder.cache == "hit"
+    with pytest.raises(ValueError, match="cache"):
+        client_for(Recorder(), []).chat("x", cache="sometimes")  # type: ignore[arg-type]
+
+
 def test_429_is_retried_after_retry_after() -> None:
     recorder = Recorder(
         error(429, "too_many_requests", {"Retry-After": "3"}),
