@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
@@ -17,7 +18,7 @@ import uvicorn
 
 from ponder.server.app import SETTINGS_ENV, create_app
 from ponder.server.engines.launch import LaunchError, planned_engines
-from ponder.server.engines.managed import EngineStartError
+from ponder.server.engines.managed import EngineStartError, ManagedEngine, free_port
 from ponder.server.engines.model_files import ModelFetchError
 from ponder.server.metrics import MULTIPROC_ENV
 from ponder.server.settings import Settings, load_settings
@@ -158,6 +159,151 @@ def _worker_environment(settings: Settings) -> Iterator[None]:
         os.environ[MULTIPROC_ENV] = directory
         os.environ[SETTINGS_ENV] = settings.model_dump_json()
         yield
+
+
+def _dataset_file(dataset: str, data_dir: Path) -> tuple[Path, str | None]:
+    """A path as given, or the file in ``data_dir`` whose name has the built-in format."""
+    from ponder.clients.evaluation.datasets import FORMATS, DatasetError, format_of
+
+    path = Path(dataset)
+    if path.is_file():
+        return path, None
+    if dataset not in FORMATS:
+        raise DatasetError(
+            f"{dataset} is neither a file nor a built-in dataset ({', '.join(FORMATS)})"
+        )
+    for candidate in sorted(data_dir.glob("*.jsonl*")):
+        with contextlib.suppress(DatasetError):
+            if format_of(candidate) == dataset:
+                return candidate, dataset
+    raise DatasetError(f"no {dataset} file in {data_dir} (set --data-dir or PONDER_DATA_DIR)")
+
+
+@app.command("eval")
+def evaluate(
+    dataset: Annotated[
+        str, typer.Argument(help="a JSONL file, or a built-in dataset name found in --data-dir")
+    ],
+    server: Annotated[
+        str | None,
+        typer.Option(help="a running Ponder, e.g. http://127.0.0.1:8000/v1 (default: start one)"),
+    ] = None,
+    strategy: Annotated[
+        list[str] | None, typer.Option("--strategy", help="a strategy with its defaults (repeat)")
+    ] = None,
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", help="STRATEGY.PARAM=VALUE, fixed (repeat)")
+    ] = None,
+    sweep: Annotated[
+        list[str] | None,
+        typer.Option("--sweep", help="STRATEGY.PARAM=V1,V2,... one configuration each (repeat)"),
+    ] = None,
+    configs: Annotated[
+        Path | None, typer.Option(help="YAML file of configurations and sweeps")
+    ] = None,
+    limit: Annotated[int | None, typer.Option(help="the first N problems", min=1)] = None,
+    seed: Annotated[int | None, typer.Option(help="seed of every request")] = None,
+    concurrency: Annotated[int, typer.Option(help="problems asked at once", min=1)] = 4,
+    max_tokens: Annotated[int | None, typer.Option(help="output tokens per engine call")] = None,
+    model: Annotated[str | None, typer.Option(help="model (default: the server's)")] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="output folder; an existing one is resumed")
+    ] = None,
+    trace: Annotated[bool, typer.Option(help="keep every engine call in items.jsonl")] = False,
+    cache: Annotated[
+        bool, typer.Option(help="let the server answer from its cache (skews latency)")
+    ] = False,
+    publish: Annotated[
+        bool, typer.Option(help="send the results to the server's /v1/eval/results")
+    ] = True,
+    data_dir: Annotated[
+        Path, typer.Option(envvar="PONDER_DATA_DIR", help="where built-in datasets are")
+    ] = Path("datasets"),
+    format_: Annotated[
+        str | None, typer.Option("--format", help="built-in format of the file")
+    ] = None,
+    question_field: Annotated[str | None, typer.Option(help="JSONL field of the question")] = None,
+    answer_field: Annotated[str | None, typer.Option(help="JSONL field of the answer")] = None,
+    grader: Annotated[
+        str | None, typer.Option(help="numeric, integer, latex or drop (default: the format's)")
+    ] = None,
+    api_key: Annotated[str | None, typer.Option(envvar="PONDER_API_KEY")] = None,
+) -> None:
+    """Run a dataset through strategy configurations; report accuracy, latency and tokens."""
+    try:
+        from rich.console import Console
+
+        from ponder.clients.evaluation import configs as configurations
+        from ponder.clients.evaluation.datasets import DatasetError, load
+        from ponder.clients.evaluation.harness import evaluate as run_evaluation
+        from ponder.clients.evaluation.runner import RunOptions
+    except ImportError as error:
+        typer.echo(
+            f"ponder eval needs the eval extra (pip install 'ponder[eval]'): {error}", err=True
+        )
+        raise typer.Exit(2) from None
+    console = Console(stderr=True)
+    try:
+        path, fmt = _dataset_file(dataset, data_dir)
+        data = load(
+            path,
+            fmt=format_ or fmt,
+            question_field=question_field,
+            answer_field=answer_field,
+            grader=grader,
+            limit=limit,
+        )
+        chosen = configurations.build(
+            strategies=strategy or (), sets=set_ or (), sweeps=sweep or (), file=configs
+        )
+    except (DatasetError, configurations.ConfigError) as error:
+        typer.echo(f"ponder eval: {error}", err=True)
+        raise typer.Exit(2) from None
+    options = RunOptions(
+        model=model,
+        max_tokens=max_tokens,
+        seed=seed,
+        concurrency=concurrency,
+        trace=trace,
+        cache=cache,
+    )
+    folder = out or Path("runs") / data.name
+    _configure_logging("warning")
+    with contextlib.ExitStack() as stack:
+        if server is None:
+            settings = load_settings()
+            port = free_port()
+            console.print(
+                f"starting ponder serve on port {port} (its log: {settings.cache_dir}/logs)"
+            )
+            gateway = ManagedEngine(
+                "ponder",
+                [sys.executable, "-m", "ponder.server", "serve", "--port", str(port)],
+                port=port,
+                ready_path="/ready",
+                log_file=log_file,
+                ready_timeout=600.0,
+            )
+            stack.enter_context(gateway)
+            server = gateway.url + "/v1"
+        asyncio.run(
+            run_evaluation(
+                server,
+                data,
+                chosen,
+                options,
+                folder,
+                console=console,
+                api_key=api_key,
+                publish_results=publish,
+            )
+        )
+
+
+def _log_file(cache_dir: Path, name: str) -> Path:
+    folder = cache_dir / "logs"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / name
 
 
 def main() -> None:

@@ -1,0 +1,114 @@
+"""One evaluation: run, then report (table, CSV, Markdown, plot, server metrics)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from ponder.clients.client import AsyncPonder
+from ponder.clients.evaluation.configs import Configuration
+from ponder.clients.evaluation.datasets import Dataset
+from ponder.clients.evaluation.plot import plot
+from ponder.clients.evaluation.report import (
+    SUMMARY_FILE,
+    Summary,
+    markdown,
+    publish,
+    summarise,
+    table,
+    write_csv,
+)
+from ponder.clients.evaluation.runner import ITEMS_FILE, Runner, RunOptions
+
+PLOT_FILE = "tradeoffs.png"
+REPORT_FILE = "report.md"
+
+
+@dataclass(frozen=True, slots=True)
+class Outputs:
+    folder: Path
+
+    @property
+    def items(self) -> Path:
+        return self.folder / ITEMS_FILE
+
+    @property
+    def summary(self) -> Path:
+        return self.folder / SUMMARY_FILE
+
+    @property
+    def report(self) -> Path:
+        return self.folder / REPORT_FILE
+
+    @property
+    def plot(self) -> Path:
+        return self.folder / PLOT_FILE
+
+
+def latest_records(path: Path) -> list[dict[str, Any]]:
+    """The last record of every (configuration, item): a success after a failure wins."""
+    latest: dict[tuple[str, int], dict[str, Any]] = {}
+    if path.is_file():
+        for line in path.read_text().splitlines():
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            key = (record["config_key"], record["item"])
+            if record.get("error") and key in latest and not latest[key].get("error"):
+                continue
+            latest[key] = record
+    return list(latest.values())
+
+
+async def evaluate(
+    server: str,
+    dataset: Dataset,
+    configurations: Sequence[Configuration],
+    options: RunOptions,
+    out: Path,
+    *,
+    console: Console,
+    api_key: str | None = None,
+    publish_results: bool = True,
+) -> list[Summary]:
+    outputs = Outputs(out)
+    async with AsyncPonder(server, api_key=api_key, timeout=3600) as client:
+        with Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+        ) as progress:
+            runner = Runner(client, dataset, options, out)
+            tasks = {}
+            for configuration in configurations:
+                pending = len(runner.pending(configuration))
+                tasks[configuration.key] = progress.add_task(
+                    configuration.name,
+                    total=len(dataset.problems),
+                    completed=len(dataset.problems) - pending,
+                )
+            runner.on_item = lambda c, _: progress.advance(tasks[c.key])
+            for configuration in configurations:
+                await runner.run(configuration)
+    wanted = {p.id for p in dataset.problems}
+    records = [r for r in latest_records(outputs.items) if r["item"] in wanted]
+    summaries = summarise(configurations, records)
+    write_csv(summaries, outputs.summary)
+    outputs.report.write_text(markdown(summaries))
+    title = f"{dataset.name}: {len(dataset.problems)} problems"
+    plot(summaries, outputs.plot, title)
+    console.print(table(summaries, title))
+    console.print(f"items: {outputs.items}\nsummary: {outputs.summary}\nplot: {outputs.plot}")
+    if publish_results:
+        publish(server, dataset.name, summaries, api_key)
+        console.print(f"published to {server.rstrip('/')}/eval/results (ponder_eval_* metrics)")
+    return summaries

@@ -1,0 +1,183 @@
+"""Per-configuration figures: accuracy with its 95% interval, latency, tokens, calls."""
+
+from __future__ import annotations
+
+import csv
+import math
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+from rich.table import Table
+
+from ponder.clients.evaluation.configs import Configuration
+
+SUMMARY_FILE = "summary.csv"
+
+
+@dataclass(frozen=True, slots=True)
+class Summary:
+    config: str
+    strategy: str
+    items: int
+    correct: int
+    errors: int
+    accuracy: float
+    ci_low: float
+    ci_high: float
+    #: Mean score: DROP's F1, else the accuracy again.
+    mean_score: float
+    latency_mean_s: float
+    latency_p50_s: float
+    latency_p95_s: float
+    sequential_tokens_mean: float
+    total_tokens_mean: float
+    calls_mean: float
+
+
+def wilson_interval(successes: int, trials: int, z: float = 1.96) -> tuple[float, float]:
+    """The Wilson score interval of a proportion: sound at 0, at 1 and for few trials."""
+    if trials == 0:
+        return 0.0, 0.0
+    p = successes / trials
+    denominator = 1 + z * z / trials
+    centre = (p + z * z / (2 * trials)) / denominator
+    half = z * math.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials)) / denominator
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def summarise(
+    configurations: Sequence[Configuration], records: Iterable[dict[str, Any]]
+) -> list[Summary]:
+    """One summary per configuration that has records, in the configurations' order.
+
+    A failed item counts as wrong (and in ``errors``); its latency counts, its
+    tokens are unknown and left out of the token means.
+    """
+    by_key: dict[str, list[dict[str, Any]]] = {}
+    for record in records:
+        by_key.setdefault(record["config_key"], []).append(record)
+    summaries = []
+    for configuration in configurations:
+        rows = by_key.get(configuration.key)
+        if not rows:
+            continue
+        answered = [row for row in rows if not row.get("error")]
+        correct = sum(1 for row in answered if row["correct"])
+        low, high = wilson_interval(correct, len(rows))
+        latencies = np.array([row["latency_s"] for row in rows], dtype=float)
+
+        def mean(name: str, answered: list[dict[str, Any]] = answered) -> float:
+            return float(np.mean([row[name] for row in answered])) if answered else 0.0
+
+        summaries.append(
+            Summary(
+                config=configuration.name,
+                strategy=configuration.strategy,
+                items=len(rows),
+                correct=correct,
+                errors=len(rows) - len(answered),
+                accuracy=correct / len(rows),
+                ci_low=low,
+                ci_high=high,
+                mean_score=sum(row["score"] for row in answered) / len(rows),
+                latency_mean_s=float(latencies.mean()),
+                latency_p50_s=float(np.percentile(latencies, 50)),
+                latency_p95_s=float(np.percentile(latencies, 95)),
+                sequential_tokens_mean=mean("sequential_tokens"),
+                total_tokens_mean=mean("total_tokens"),
+                calls_mean=mean("calls"),
+            )
+        )
+    return summaries
+
+
+def write_csv(summaries: Sequence[Summary], path: Path) -> None:
+    with path.open("w", newline="", encoding="utf-8") as out:
+        writer = csv.DictWriter(out, fieldnames=[f.name for f in fields(Summary)])
+        writer.writeheader()
+        for summary in summaries:
+            writer.writerow(
+                {k: round(v, 4) if isinstance(v, float) else v for k, v in asdict(summary).items()}
+            )
+
+
+def table(summaries: Sequence[Summary], title: str) -> Table:
+    result = Table(title=title)
+    for header in (
+        "configuration",
+        "n",
+        "accuracy (95% CI)",
+        "latency mean / p50 / p95 s",
+        "sequential tok",
+        "total tok",
+        "calls",
+        "errors",
+    ):
+        result.add_column(header, justify="left" if header == "configuration" else "right")
+    for s in summaries:
+        result.add_row(
+            s.config,
+            str(s.items),
+            f"{s.accuracy:.1%} ({s.ci_low:.1%}-{s.ci_high:.1%})",
+            f"{s.latency_mean_s:.2f} / {s.latency_p50_s:.2f} / {s.latency_p95_s:.2f}",
+            f"{s.sequential_tokens_mean:.0f}",
+            f"{s.total_tokens_mean:.0f}",
+            f"{s.calls_mean:.1f}",
+            str(s.errors),
+        )
+    return result
+
+
+def markdown(summaries: Sequence[Summary]) -> str:
+    """The report table as Markdown (for docs)."""
+    lines = [
+        "| configuration | n | accuracy (95% CI) | latency mean / p50 / p95 (s) "
+        "| sequential tokens | total tokens | calls | errors |",
+        "| --- | --: | --: | --: | --: | --: | --: | --: |",
+    ]
+    for s in summaries:
+        lines.append(
+            f"| {s.config} | {s.items} | {s.accuracy:.1%} ({s.ci_low:.1%}-{s.ci_high:.1%}) "
+            f"| {s.latency_mean_s:.2f} / {s.latency_p50_s:.2f} / {s.latency_p95_s:.2f} "
+            f"| {s.sequential_tokens_mean:.0f} | {s.total_tokens_mean:.0f} "
+            f"| {s.calls_mean:.1f} | {s.errors} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+_LABEL = re.compile(r"[^A-Za-z0-9_.:=,+/\[\]() -]")
+
+
+def label(text: str) -> str:
+    """``text`` as the server accepts a metric label: plain characters, at most 80."""
+    return _LABEL.sub("_", text)[:80] or "_"
+
+
+def publish(server: str, dataset: str, summaries: Sequence[Summary], api_key: str | None) -> None:
+    """POST the summaries to the server's /v1/eval/results (its ``ponder_eval_*`` gauges)."""
+    results = [
+        {
+            "strategy": label(s.strategy),
+            "config": label(s.config),
+            "accuracy": s.accuracy,
+            "mean_latency_seconds": s.latency_mean_s,
+            "mean_sequential_tokens": s.sequential_tokens_mean,
+            "mean_total_tokens": s.total_tokens_mean,
+            "items": s.items,
+        }
+        for s in summaries
+    ]
+    headers = {"authorization": f"Bearer {api_key}"} if api_key else {}
+    for start in range(0, len(results), 64):
+        response = httpx.post(
+            server.rstrip("/") + "/eval/results",
+            json={"dataset": label(dataset), "results": results[start : start + 64]},
+            headers=headers,
+            timeout=30,
+        )
+        response.raise_for_status()

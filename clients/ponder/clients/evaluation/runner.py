@@ -1,0 +1,140 @@
+"""Running problems through configurations against a server, resumably.
+
+Every finished item is appended to ``items.jsonl`` as soon as it is graded, so
+an interrupted run loses at most the items in flight; run again with the same
+output folder and only the missing items (and those that failed) are asked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ponder.clients.client import AsyncPonder
+from ponder.clients.errors import PonderError
+from ponder.clients.evaluation.configs import Configuration
+from ponder.clients.evaluation.datasets import Dataset, Problem
+from ponder.clients.evaluation.graders import grade, prediction_from
+from ponder.clients.strategies import Custom
+
+ITEMS_FILE = "items.jsonl"
+
+
+@dataclass(frozen=True, slots=True)
+class RunOptions:
+    model: str | None = None
+    max_tokens: int | None = None
+    seed: int | None = None
+    concurrency: int = 4
+    #: Keep every engine call of every item in items.jsonl.
+    trace: bool = False
+    #: Let the server answer from its cache (off: latencies are the strategies' own).
+    cache: bool = False
+
+
+def item_key(configuration: Configuration, problem: Problem) -> tuple[str, int]:
+    return configuration.key, problem.id
+
+
+def load_finished(path: Path) -> dict[tuple[str, int], dict[str, Any]]:
+    """Records of items already graded (a failed item is not finished); the last one wins."""
+    finished: dict[tuple[str, int], dict[str, Any]] = {}
+    if not path.is_file():
+        return finished
+    for line in path.read_text().splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a line cut short by an interruption
+        key = (record["config_key"], record["item"])
+        if record.get("error"):
+            finished.pop(key, None)
+        else:
+            finished[key] = record
+    return finished
+
+
+class Runner:
+    def __init__(
+        self,
+        client: AsyncPonder,
+        dataset: Dataset,
+        options: RunOptions,
+        out: Path,
+        on_item: Callable[[Configuration, dict[str, Any]], None] | None = None,
+    ) -> None:
+        self.client = client
+        self.dataset = dataset
+        self.options = options
+        self.items_path = out / ITEMS_FILE
+        self.on_item = on_item
+        out.mkdir(parents=True, exist_ok=True)
+
+    def pending(self, configuration: Configuration) -> list[Problem]:
+        finished = load_finished(self.items_path)
+        return [p for p in self.dataset.problems if item_key(configuration, p) not in finished]
+
+    async def run(self, configuration: Configuration) -> None:
+        """Every pending problem of ``configuration``, ``concurrency`` at a time."""
+        semaphore = asyncio.Semaphore(self.options.concurrency)
+
+        async def one(problem: Problem) -> None:
+            async with semaphore:
+                record = await self._ask(configuration, problem)
+            with self.items_path.open("a", encoding="utf-8") as items:
+                items.write(json.dumps(record, ensure_ascii=False) + "\n")
+            if self.on_item is not None:
+                self.on_item(configuration, record)
+
+        await asyncio.gather(*(one(problem) for problem in self.pending(configuration)))
+
+    async def _ask(self, configuration: Configuration, problem: Problem) -> dict[str, Any]:
+        options = self.options
+        record: dict[str, Any] = {
+            "config": configuration.name,
+            "config_key": configuration.key,
+            "strategy": configuration.strategy,
+            "params": dict(configuration.params),
+            "item": problem.id,
+            "question": problem.question,
+            "gold": problem.gold,
+        }
+        request: dict[str, Any] = {
+            "strategy": Custom(strategy_name=configuration.strategy, **configuration.params),
+            "trace": options.trace,
+        }
+        if not options.cache:
+            request["cache"] = "no-store"
+        for name in ("model", "max_tokens", "seed"):
+            if getattr(options, name) is not None:
+                request[name] = getattr(options, name)
+        started = time.perf_counter()
+        try:
+            result = await self.client.chat(problem.question, **request)
+        except PonderError as error:
+            record.update(error=str(error), latency_s=round(time.perf_counter() - started, 4))
+            return record
+        latency = time.perf_counter() - started
+        prediction = prediction_from(result.text, result.answer, self.dataset.grader)
+        graded = grade(self.dataset.grader, prediction, problem.gold)
+        usage = result.usage
+        record.update(
+            response=result.text,
+            prediction=prediction,
+            correct=graded.correct,
+            score=graded.score,
+            latency_s=round(latency, 4),
+            prompt_tokens=usage.prompt_tokens,
+            completion_tokens=usage.completion_tokens,
+            sequential_tokens=usage.sequential_tokens,
+            total_tokens=usage.all_tokens,
+            calls=usage.ponder.calls,
+        )
+        if options.trace and result.ponder.trace is not None:
+            record["trace"] = [call.model_dump() for call in result.ponder.trace]
+        return record
