@@ -273,9 +273,8 @@ def evaluate(
         if server is None:
             settings = load_settings()
             port = free_port()
-            console.print(
-                f"starting ponder serve on port {port} (its log: {settings.cache_dir}/logs)"
-            )
+            log_file = _log_file(settings.cache_dir, f"ponder-eval-{port}.log")
+            console.print(f"starting ponder serve on port {port} (log: {log_file})")
             gateway = ManagedEngine(
                 "ponder",
                 [sys.executable, "-m", "ponder.server", "serve", "--port", str(port)],
