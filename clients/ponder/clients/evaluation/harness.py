@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +80,11 @@ async def evaluate(
 ) -> list[Summary]:
     outputs = Outputs(out)
     async with AsyncPonder(server, api_key=api_key, timeout=3600) as client:
+        if options.model is None:
+            plain = [m for m in await client.models() if ":" not in m]
+            if not plain:
+                raise RuntimeError(f"{server} serves no model")
+            options = replace(options, model=plain[0])
         with Progress(
             TextColumn("{task.description}"),
             BarColumn(),

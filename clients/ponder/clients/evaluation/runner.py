@@ -82,6 +82,7 @@ class Runner:
     async def run(self, configuration: Configuration) -> None:
         """Every pending problem of ``configuration``, ``concurrency`` at a time."""
         semaphore = asyncio.Semaphore(self.options.concurrency)
+        self._end_cut_line()
 
         async def one(problem: Problem) -> None:
             async with semaphore:
@@ -92,6 +93,14 @@ class Runner:
                 self.on_item(configuration, record)
 
         await asyncio.gather(*(one(problem) for problem in self.pending(configuration)))
+
+    def _end_cut_line(self) -> None:
+        # An interrupted run may have left half a line: new records start on a line of their own.
+        if self.items_path.is_file() and self.items_path.stat().st_size:
+            with self.items_path.open("rb+") as items:
+                items.seek(-1, 2)
+                if items.read(1) != b"\n":
+                    items.write(b"\n")
 
     async def _ask(self, configuration: Configuration, problem: Problem) -> dict[str, Any]:
         options = self.options

@@ -1,0 +1,81 @@
+"""Summaries, intervals, the Pareto frontier, the report files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ponder.clients.evaluation.configs import Configuration
+from ponder.clients.evaluation.plot import pareto_front, plot
+from ponder.clients.evaluation.report import label, markdown, summarise, wilson_interval, write_csv
+
+
+def record(config: Configuration, item: int, correct: bool, **more: Any) -> dict[str, Any]:
+    return {
+        "config": config.name,
+        "config_key": config.key,
+        "item": item,
+        "correct": correct,
+        "score": 1.0 if correct else 0.0,
+        "latency_s": float(item + 1),
+        "sequential_tokens": 100 * (item + 1),
+        "total_tokens": 300 * (item + 1),
+        "calls": 3,
+        **more,
+    }
+
+
+def test_wilson_interval() -> None:
+    low, high = wilson_interval(5, 10)
+    assert low == pytest.approx(0.2366, abs=1e-4)
+    assert high == pytest.approx(0.7634, abs=1e-4)
+    low, high = wilson_interval(0, 20)
+    assert low == 0.0
+    assert 0.15 < high < 0.17  # not a zero-width interval at 0
+    assert wilson_interval(20, 20)[1] == pytest.approx(1.0)
+    assert wilson_interval(0, 0) == (0.0, 0.0)
+
+
+def test_summaries_count_errors_as_wrong_and_leave_their_tokens_out() -> None:
+    a = Configuration("a", "direct")
+    b = Configuration("b", "pdr", {"schedule": [2, 1]})
+    records = [record(a, i, correct=i < 3) for i in range(4)]
+    records.append(record(b, 0, correct=True))
+    records.append({"config_key": b.key, "item": 1, "error": "503", "latency_s": 9.0})
+    summary_a, summary_b = summarise([a, b], records)
+    assert (summary_a.items, summary_a.correct, summary_a.accuracy) == (4, 3, 0.75)
+    assert summary_a.latency_mean_s == 2.5
+    assert summary_a.latency_p50_s == 2.5
+    assert summary_a.sequential_tokens_mean == 250
+    assert summary_a.calls_mean == 3
+    assert (summary_b.items, summary_b.correct, summary_b.errors) == (2, 1, 1)
+    assert summary_b.accuracy == 0.5
+    assert summary_b.latency_mean_s == 5.0  # the failed item's wait counts
+    assert summary_b.total_tokens_mean == 300  # its unknown tokens do not
+    assert summarise([Configuration("c", "cot")], records) == []
+
+
+def test_pareto_front_keeps_the_configurations_nothing_beats() -> None:
+    points = [(1.0, 0.2), (2.0, 0.5), (3.0, 0.4), (4.0, 0.6), (0.5, 0.1), (2.0, 0.3)]
+    assert pareto_front(points) == [4, 0, 1, 3]
+
+
+def test_report_files(tmp_path: Path) -> None:
+    a, b = Configuration("direct", "direct"), Configuration("pdr [4,2,1]", "pdr")
+    summaries = summarise([a, b], [record(a, 0, True), record(b, 0, False), record(b, 1, True)])
+    write_csv(summaries, tmp_path / "summary.csv")
+    lines = (tmp_path / "summary.csv").read_text().splitlines()
+    assert lines[0].startswith("config,strategy,items,correct,errors,accuracy,ci_low,ci_high")
+    assert len(lines) == 3
+    table = markdown(summaries)
+    assert "| pdr [4,2,1] | 2 | 50.0% (" in table
+    plot(summaries, tmp_path / "plot.png", "test")
+    assert (tmp_path / "plot.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_labels_are_what_the_server_accepts() -> None:
+    assert label('pdr {"k": 2}') == "pdr __k_: 2_"
+    assert len(label("x" * 200)) == 80
+    assert label("") == "_"
