@@ -243,6 +243,8 @@ def evaluate(
         )
         raise typer.Exit(2) from None
     console = Console(stderr=True)
+    if not console.is_terminal:  # a log file: room for the whole table
+        console = Console(stderr=True, width=160)
     try:
         path, fmt = _dataset_file(dataset, data_dir)
         data = load(
