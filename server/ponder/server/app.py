@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from ponder.server.admission import InFlightLimit
 from ponder.server.body_limit import BodyLimit
 from ponder.server.cache import Cache, CacheStore, MemoryStore, RedisStore
+from ponder.server.engines.discovery import DnsReplicas
 from ponder.server.engines.http_engine import HTTPEngine
 from ponder.server.engines.managed import die_with_parent
 from ponder.server.engines.pool import EnginePool
@@ -29,19 +30,26 @@ SETTINGS_ENV = "PONDER_SETTINGS_JSON"
 
 
 def build_pool(settings: Settings, metrics: Metrics | None = None) -> EnginePool:
-    """A pool over ``settings.engine_urls``."""
+    """A pool over ``settings.engine_urls`` and the replicas behind ``settings.engine_dns``."""
     retry = RetryPolicy(attempts=settings.engine_retries)
-    replicas = [
-        HTTPEngine(
+
+    def replica(url: str) -> HTTPEngine:
+        return HTTPEngine(
             url,
             timeout=settings.engine_timeout,
             connect_timeout=settings.engine_connect_timeout,
             retry=retry,
             api_key=settings.engine_api_key,
         )
-        for url in settings.engine_urls
-    ]
-    return EnginePool(replicas, health_interval=settings.health_interval, metrics=metrics)
+
+    return EnginePool(
+        [replica(url) for url in settings.engine_urls],
+        health_interval=settings.health_interval,
+        metrics=metrics,
+        dns=[DnsReplicas(name) for name in settings.engine_dns],
+        dns_interval=settings.engine_dns_interval,
+        make_replica=replica,
+    )
 
 
 def build_cache(settings: Settings, metrics: Metrics) -> Cache | None:

@@ -61,6 +61,14 @@ def serve(
             "--engine-url", help="a running OpenAI-compatible engine (repeat for replicas)"
         ),
     ] = None,
+    engine_dns: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--engine-dns",
+            help="a DNS name whose every address is a replica, e.g. a headless Service "
+            "(http://vllm:8000/v1; repeat)",
+        ),
+    ] = None,
     vllm_model: Annotated[
         str | None,
         typer.Option(help="start vLLM engines for this model (one per GPU, or one on CPU)"),
@@ -94,6 +102,7 @@ def serve(
             host=host,
             port=port,
             engine_urls=engine_url or None,
+            engine_dns=engine_dns or None,
             vllm_model=vllm_model,
             model=model,
             served_model_name=served_model_name,
@@ -109,7 +118,7 @@ def serve(
     _configure_logging(settings.log_level)
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     with contextlib.ExitStack() as engines:
-        if not settings.engine_urls:
+        if not settings.engine_urls and not settings.engine_dns:
             urls = []
             try:
                 for engine in planned_engines(settings):

@@ -74,8 +74,14 @@ class Settings(BaseSettings):
         512, ge=1, description="distinct (dataset, strategy, config) evaluation results kept"
     )
 
-    # Engines. No URL and no vLLM model: Ponder starts the embedded engine.
+    # Engines. No URL, no DNS name and no vLLM model: Ponder starts the embedded engine.
     engine_urls: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    engine_dns: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="DNS names whose every address is a replica (a Kubernetes headless "
+        "Service): http://name:8000/v1",
+    )
+    engine_dns_interval: float = Field(10.0, gt=0, description="seconds between DNS lookups")
     engine_api_key: str | None = None
     vllm_model: str | None = None
     vllm_python: str | None = Field(
@@ -130,7 +136,7 @@ class Settings(BaseSettings):
             cache_dir=self.cache_dir,
         )
 
-    @field_validator("engine_urls", "vllm_args", mode="before")
+    @field_validator("engine_urls", "engine_dns", "vllm_args", mode="before")
     @classmethod
     def _split_commas(cls, value: Any) -> Any:
         # PONDER_ENGINE_URLS=http://a:8000,http://b:8000 is easier to write than JSON.

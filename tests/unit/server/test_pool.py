@@ -5,6 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
+from ponder.server.engines.discovery import DnsReplicas
 from ponder.server.engines.http_engine import EngineKind, HTTPEngine
 from ponder.server.engines.pool import EnginePool
 from ponder.server.engines.retry import RetryPolicy
@@ -121,3 +122,93 @@ async def test_a_rejected_request_does_not_fail_over() -> None:
     assert a.chat_calls + b.chat_calls == 1
     assert len(pool.healthy_replicas("m")) == 2
     await pool.aclose()
+
+
+class FakeDns:
+    """Addresses of a name, changed by the test; ``fail`` makes lookups fail."""
+
+    def __init__(self, *addresses: str) -> None:
+        self.addresses = list(addresses)
+        self.fail = False
+
+    async def __call__(self, host: str) -> list[str]:
+        assert host == "engines.ns.svc"
+        if self.fail:
+            raise OSError("no answer")
+        return list(self.addresses)
+
+
+def dns_pool(dns: FakeDns, fakes: dict[str, FakeReplica]) -> EnginePool:
+    def route(request: httpx.Request) -> httpx.Response:
+        return fakes[request.url.host](request)
+
+    def make(url: str) -> HTTPEngine:
+        return HTTPEngine(
+            url,
+            kind=EngineKind.VLLM,
+            retry=RetryPolicy(attempts=1, backoff_base=0.0),
+            transport=httpx.MockTransport(route),
+        )
+
+    return EnginePool(
+        [],
+        health_interval=3600,
+        dns=[DnsReplicas("http://engines.ns.svc:8000/v1", resolver=dns)],
+        dns_interval=3600,
+        make_replica=make,
+    )
+
+
+async def test_replicas_follow_the_addresses_of_a_dns_name() -> None:
+    fakes = {ip: FakeReplica(ip) for ip in ("10.0.0.1", "10.0.0.2", "10.0.0.3")}
+    dns = FakeDns("10.0.0.1")
+    pool = dns_pool(dns, fakes)
+    await pool.start()
+    assert [r.base_url for r in pool.replicas] == ["http://10.0.0.1:8000"]
+    assert pool.ready
+    session = pool.session("m")
+    assert (await session.generate(PROMPT, sampling=Sampling())).choices[0].text == "10.0.0.1"
+
+    dns.addresses = ["10.0.0.1", "10.0.0.2", "10.0.0.3"]  # scaled up
+    await pool.refresh_dns()
+    await pool.check()
+    assert sorted(r.base_url for r in pool.replicas) == [
+        "http://10.0.0.1:8000",
+        "http://10.0.0.2:8000",
+        "http://10.0.0.3:8000",
+    ]
+    assert len(pool.healthy_replicas("m")) == 3
+
+    dns.fail = True  # a failed lookup is not a scale-down
+    await pool.refresh_dns()
+    assert len(pool.replicas) == 3
+
+    dns.fail = False
+    dns.addresses = ["10.0.0.2", "10.0.0.3"]  # scaled down: the session's replica left
+    await pool.refresh_dns()
+    assert sorted(r.base_url for r in pool.replicas) == [
+        "http://10.0.0.2:8000",
+        "http://10.0.0.3:8000",
+    ]
+    text = (await session.generate(PROMPT, sampling=Sampling())).choices[0].text
+    assert text in {"10.0.0.2", "10.0.0.3"}
+    assert fakes["10.0.0.1"].chat_calls == 1
+    await pool.aclose()
+
+
+def test_a_dns_name_needs_a_port() -> None:
+    with pytest.raises(ValueError, match="host and a port"):
+        DnsReplicas("http://engines.ns.svc/v1")
+
+
+async def test_ipv6_addresses_are_bracketed() -> None:
+    async def resolver(host: str) -> list[str]:
+        return ["fd00::1", "10.1.2.3"]
+
+    urls = await DnsReplicas("vllm:8000", resolver=resolver).urls()
+    assert urls == ["http://[fd00::1]:8000", "http://10.1.2.3:8000"]
+
+
+async def test_the_system_resolver_answers_for_localhost() -> None:
+    urls = await DnsReplicas("http://localhost:8000/v1").urls()
+    assert "http://127.0.0.1:8000/v1" in urls

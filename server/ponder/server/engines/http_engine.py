@@ -97,6 +97,8 @@ class HTTPEngine:
             transport=transport,
         )
         self.outstanding = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
         # Engines that ignore ``n`` are found out on the first call and then
         # fanned out to concurrent calls instead.
         self._batches_n = True
@@ -110,6 +112,10 @@ class HTTPEngine:
 
     async def aclose(self) -> None:
         await self._client.aclose()
+
+    async def drained(self) -> None:
+        """Return once no call is in flight."""
+        await self._idle.wait()
 
     # -- discovery and health -------------------------------------------------
 
@@ -322,6 +328,7 @@ class HTTPEngine:
         scope (Starlette's, when a client disconnects) is being cancelled.
         """
         self.outstanding += 1
+        self._idle.clear()
         response: httpx.Response | None = None
         completed = False
         try:
@@ -343,6 +350,8 @@ class HTTPEngine:
             raise EngineError(f"{self.base_url}: {error!r}") from error
         finally:
             self.outstanding -= 1
+            if not self.outstanding:
+                self._idle.set()
             if response is not None:
                 if not completed:
                     _hang_up(response)

@@ -9,6 +9,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import TypeVar
 
+from ponder.server.engines.discovery import DnsReplicas
 from ponder.server.engines.http_engine import HTTPEngine
 from ponder.server.metrics import Metrics
 from ponder.strategies.engine import (
@@ -27,7 +28,13 @@ T = TypeVar("T")
 
 
 class EnginePool:
-    """Replicas, checked in the background; each request gets a sticky session."""
+    """Replicas, checked in the background; each request gets a sticky session.
+
+    Replicas are the fixed ones given, plus one per address of each DNS name
+    in ``dns`` (re-resolved every ``dns_interval`` seconds; ``make_replica``
+    builds the engine of a new address). A replica whose address is gone takes
+    no new request and is closed once its calls in flight are done.
+    """
 
     def __init__(
         self,
@@ -35,32 +42,92 @@ class EnginePool:
         *,
         health_interval: float = 5.0,
         metrics: Metrics | None = None,
+        dns: Sequence[DnsReplicas] = (),
+        dns_interval: float = 10.0,
+        make_replica: Callable[[str], HTTPEngine] | None = None,
     ) -> None:
-        if not replicas:
-            raise ValueError("an engine pool needs at least one replica")
+        if not replicas and not dns:
+            raise ValueError("an engine pool needs at least one replica or DNS name")
+        if dns and make_replica is None:
+            raise ValueError("replicas found by DNS need make_replica")
         self.replicas = list(replicas)
         self.health_interval = health_interval
         self.metrics = metrics
+        self.dns = list(dns)
+        self.dns_interval = dns_interval
+        self._make_replica = make_replica
+        #: Replicas found by DNS, by URL, with the name each came from.
+        self._found: dict[str, tuple[HTTPEngine, DnsReplicas]] = {}
         self._healthy: dict[int, bool] = {id(r): False for r in self.replicas}
         self._discovered: set[int] = set()
-        self._task: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._retiring: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
+        await self.refresh_dns()
         await self.check()
-        self._task = asyncio.create_task(self._watch(), name="engine-health")
+        self._tasks.append(asyncio.create_task(self._watch(), name="engine-health"))
+        if self.dns:
+            self._tasks.append(asyncio.create_task(self._watch_dns(), name="engine-dns"))
 
     async def aclose(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
+        for task in [*self._tasks, *self._retiring]:
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+                await task
         await asyncio.gather(*(r.aclose() for r in self.replicas))
+
+    async def refresh_dns(self) -> None:
+        """Resolve every DNS name; add a replica per new address, retire those gone.
+
+        A name that does not resolve now keeps its replicas (a DNS hiccup is
+        not a scale-down); health checks decide whether they serve.
+        """
+        if not self.dns:
+            return
+        wanted: dict[str, DnsReplicas] = {}
+        for name in self.dns:
+            try:
+                urls = await name.urls()
+            except OSError as error:
+                logger.warning("cannot resolve engine name %s: %s", name.url, error)
+                urls = [url for url, (_, source) in self._found.items() if source is name]
+            wanted.update((url, name) for url in urls)
+        assert self._make_replica is not None
+        for url, name in wanted.items():
+            if url not in self._found:
+                replica = self._make_replica(url)
+                self._found[url] = (replica, name)
+                self.replicas.append(replica)
+                self._healthy[id(replica)] = False
+                logger.info("engine %s found by DNS", url)
+        for url in [url for url in self._found if url not in wanted]:
+            replica, _ = self._found.pop(url)
+            self.replicas.remove(replica)
+            self._healthy.pop(id(replica), None)
+            logger.info("engine %s is gone from DNS; retiring it", url)
+            task = asyncio.create_task(self._retire(replica))
+            self._retiring.add(task)
+            task.add_done_callback(self._retiring.discard)
+
+    async def _retire(self, replica: HTTPEngine) -> None:
+        await replica.drained()
+        self._discovered.discard(id(replica))
+        await replica.aclose()
+
+    async def _watch_dns(self) -> None:
+        while True:
+            await asyncio.sleep(self.dns_interval)
+            await self.refresh_dns()
+            await self.check()
 
     async def check(self) -> None:
         """Probe every replica once; learn its model and kind the first time it answers."""
         await asyncio.gather(*(self._check_one(r) for r in self.replicas))
 
     async def _check_one(self, replica: HTTPEngine) -> None:
+        if id(replica) not in self._healthy:
+            return  # retired while the check ran
         healthy = await replica.healthy()
         if healthy and id(replica) not in self._discovered:
             try:
@@ -69,6 +136,8 @@ class EnginePool:
             except Exception as error:
                 logger.warning("cannot discover %s yet: %s", replica.base_url, error)
                 healthy = False
+        if id(replica) not in self._healthy:
+            return
         if healthy != self._healthy[id(replica)]:
             logger.info("engine %s is %s", replica.base_url, "up" if healthy else "down")
         self._healthy[id(replica)] = healthy
@@ -79,7 +148,9 @@ class EnginePool:
             await self.check()
 
     def mark_down(self, replica: HTTPEngine) -> None:
-        if self._healthy.get(id(replica)):
+        if id(replica) not in self._healthy:
+            return  # retired
+        if self._healthy[id(replica)]:
             logger.warning("engine %s marked down after a failed call", replica.base_url)
         self._healthy[id(replica)] = False
 
@@ -127,7 +198,11 @@ class PoolSession:
         return self._replica
 
     def _current(self, failed: Sequence[HTTPEngine]) -> HTTPEngine:
-        if self._replica is None or self._replica in failed:
+        if (
+            self._replica is None
+            or self._replica in failed
+            or self._replica not in self._pool.replicas  # retired: its address left DNS
+        ):
             self._replica = self._pool.pick(self._model, exclude=failed)
         return self._replica
 
