@@ -23,6 +23,13 @@ if ! command -v redis-server >/dev/null || ! command -v prometheus >/dev/null \
 fi
 
 cache="${PONDER_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/ponder}"
+
+# The compose specification's JSON schema, as Docker shipped it in docker-compose's
+# last Python release (only the wheel is fetched, never installed).
+schemas="$cache/schemas"
+if [ ! -f "$schemas/docker_compose-1.29.2-py2.py3-none-any.whl" ]; then
+  python -m pip download --quiet --no-deps --dest "$schemas" docker-compose==1.29.2
+fi
 venv="$cache/vllm-venv"
 vllm_ok() {
   "$venv/bin/python" - <<'PY' 2>/dev/null

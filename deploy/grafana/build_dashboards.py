@@ -2,9 +2,10 @@
 
     python deploy/grafana/build_dashboards.py
 
-The JSON files beside this script are its output and are what Grafana loads;
-a test keeps them equal to what this script writes, and another evaluates
-every PromQL expression in them against a real Prometheus.
+The JSON files in dashboards/ beside this script (and their copies in the Helm
+chart, which can only package files inside it) are its output and are what
+Grafana loads; a test keeps them equal to what this script writes, and
+another evaluates every PromQL expression in them against a real Prometheus.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-OUT = Path(__file__).parent / "dashboards"
+HERE = Path(__file__).parent
+OUTPUTS = (HERE / "dashboards", HERE.parent / "helm" / "ponder" / "dashboards")
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
 RATE = "$__rate_interval"
 
@@ -433,10 +435,11 @@ def render() -> dict[str, str]:
 
 
 def main() -> None:
-    OUT.mkdir(exist_ok=True)
-    for name, text in render().items():
-        (OUT / name).write_text(text)
-        print(f"wrote {OUT / name}")
+    for folder in OUTPUTS:
+        folder.mkdir(exist_ok=True)
+        for name, text in render().items():
+            (folder / name).write_text(text)
+            print(f"wrote {folder / name}")
 
 
 if __name__ == "__main__":
