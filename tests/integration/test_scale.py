@@ -40,9 +40,12 @@ def client(gateway: ManagedEngine) -> openai.OpenAI:
     return openai.OpenAI(base_url=gateway.url + "/v1", api_key="unused", max_retries=0)
 
 
-def ask(gateway: ManagedEngine, content: str, **extra: object) -> str:
+def ask(gateway: ManagedEngine, content: str, temperature: float) -> str:
     raw = client(gateway).chat.completions.with_raw_response.create(
-        model=MODEL, messages=[{"role": "user", "content": content}], max_tokens=8, **extra
+        model=MODEL,
+        messages=[{"role": "user", "content": content}],
+        max_tokens=8,
+        temperature=temperature,
     )
     assert raw.parse().choices[0].message.content is not None
     return raw.headers["x-ponder-cache"]
