@@ -23,3 +23,11 @@ async def test_the_third_party_strategy_example_runs() -> None:
     await namespace["_example"]()
     shout = namespace["Shout"]
     assert shout.name == "shout"
+
+
+def test_every_setting_is_documented() -> None:
+    from ponder.server.settings import Settings
+
+    text = (DOCS / "configuration.md").read_text()
+    missing = [name for name in Settings.model_fields if f"`{name}`" not in text]
+    assert not missing, f"docs/configuration.md lacks {missing}"
