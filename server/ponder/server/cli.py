@@ -279,6 +279,8 @@ def evaluate(
         cache=cache,
     )
     folder = out or Path("runs") / data.name
+    if server is not None and not server.rstrip("/").endswith("/v1"):
+        server = server.rstrip("/") + "/v1"  # the API's root, as the openai SDK takes it
     _configure_logging("warning")
     with contextlib.ExitStack() as stack:
         if server is None:

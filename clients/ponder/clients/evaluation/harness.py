@@ -8,6 +8,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import httpx
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -114,6 +115,10 @@ async def evaluate(
     console.print(table(summaries, title))
     console.print(f"items: {outputs.items}\nsummary: {outputs.summary}\nplot: {outputs.plot}")
     if publish_results:
-        publish(server, dataset.name, summaries, api_key)
-        console.print(f"published to {server.rstrip('/')}/eval/results (ponder_eval_* metrics)")
+        try:
+            publish(server, dataset.name, summaries, api_key)
+        except httpx.HTTPError as error:  # the results are on disk; the metrics can wait
+            console.print(f"[yellow]could not publish the results to {server}: {error}[/]")
+        else:
+            console.print(f"published to {server.rstrip('/')}/eval/results (ponder_eval_*)")
     return summaries
