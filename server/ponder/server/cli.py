@@ -296,7 +296,13 @@ def evaluate(
                 log_file=log_file,
                 ready_timeout=600.0,
             )
-            stack.enter_context(gateway)
+            try:
+                stack.enter_context(gateway)
+            except EngineStartError as error:
+                typer.echo(
+                    f"ponder eval: the server did not start ({error}); see {log_file}", err=True
+                )
+                raise typer.Exit(1) from None
             server = gateway.url + "/v1"
         asyncio.run(
             run_evaluation(
