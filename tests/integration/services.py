@@ -18,6 +18,18 @@ import redis
 from ponder.server.engines.managed import free_port
 
 
+def _stop(process: subprocess.Popen[bytes] | None, *, grace: float) -> None:
+    """SIGTERM, then SIGKILL after ``grace`` seconds; always reaped."""
+    if process is None:
+        return
+    process.terminate()
+    try:
+        process.wait(grace)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 class RedisServer:
     """``redis-server`` without persistence; ``stop`` and ``start`` again keep its port."""
 
@@ -59,14 +71,7 @@ class RedisServer:
             time.sleep(0.05)
 
     def stop(self) -> None:
-        if self._process is None:
-            return
-        self._process.terminate()
-        try:
-            self._process.wait(10)
-        except subprocess.TimeoutExpired:
-            self._process.kill()
-            self._process.wait()
+        _stop(self._process, grace=10)
         self._process = None
 
     def __enter__(self) -> RedisServer:
@@ -127,14 +132,8 @@ class PrometheusServer:
         error: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if self._process is not None:
-            self._process.terminate()
-            try:
-                self._process.wait(20)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                self._process.wait()
-            self._process = None
+        _stop(self._process, grace=20)
+        self._process = None
 
     def query(self, expr: str) -> list[dict[str, Any]]:
         """An instant query's result; raises on a PromQL error."""
