@@ -124,40 +124,32 @@ class Metrics:
             registry=r,
             multiprocess_mode="livesum",
         )
-        eval_labels = ["dataset", "strategy", "config"]
-        self.eval_accuracy = Gauge(
+        # Set through POST /v1/eval/results; the latest run of a configuration wins.
+        self.eval_accuracy = self._eval_gauge(
             "ponder_eval_accuracy",
             "Accuracy of a strategy configuration on a dataset, from the last evaluation run.",
-            eval_labels,
-            registry=r,
-            multiprocess_mode="mostrecent",
         )
-        self.eval_latency = Gauge(
-            "ponder_eval_mean_latency_seconds",
-            "Mean seconds per problem of that evaluation run.",
-            eval_labels,
-            registry=r,
-            multiprocess_mode="mostrecent",
+        self.eval_latency = self._eval_gauge(
+            "ponder_eval_mean_latency_seconds", "Mean seconds per problem of that evaluation run."
         )
-        self.eval_sequential_tokens = Gauge(
+        self.eval_sequential_tokens = self._eval_gauge(
             "ponder_eval_mean_sequential_tokens",
             "Mean sequential (critical-path) tokens per problem of that evaluation run.",
-            eval_labels,
-            registry=r,
-            multiprocess_mode="mostrecent",
         )
-        self.eval_total_tokens = Gauge(
+        self.eval_total_tokens = self._eval_gauge(
             "ponder_eval_mean_total_tokens",
             "Mean tokens over every call per problem of that evaluation run.",
-            eval_labels,
-            registry=r,
-            multiprocess_mode="mostrecent",
         )
-        self.eval_items = Gauge(
-            "ponder_eval_items",
-            "Problems graded in that evaluation run.",
-            eval_labels,
-            registry=r,
+        self.eval_items = self._eval_gauge(
+            "ponder_eval_items", "Problems graded in that evaluation run."
+        )
+
+    def _eval_gauge(self, name: str, documentation: str) -> Gauge:
+        return Gauge(
+            name,
+            documentation,
+            ["dataset", "strategy", "config"],
+            registry=self.registry,
             multiprocess_mode="mostrecent",
         )
 

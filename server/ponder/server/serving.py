@@ -246,7 +246,8 @@ class CompletionServing:
             if strategy.params.temperature is not None
             else sampling.temperature
         )
-        if cache_mode.writes and (sampling.seed is not None or temperature == 0):
+        deterministic = sampling.seed is not None or temperature == 0
+        if self.cache is not None and cache_mode.writes and deterministic:
             response_key = cache_key(
                 "response",
                 {

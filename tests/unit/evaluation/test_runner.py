@@ -12,8 +12,13 @@ import httpx
 from ponder.clients.client import AsyncPonder
 from ponder.clients.evaluation.configs import Configuration
 from ponder.clients.evaluation.datasets import Dataset, Problem
-from ponder.clients.evaluation.harness import latest_records
-from ponder.clients.evaluation.runner import ITEMS_FILE, Runner, RunOptions, load_finished
+from ponder.clients.evaluation.runner import (
+    ITEMS_FILE,
+    Runner,
+    RunOptions,
+    latest_records,
+    load_finished,
+)
 
 DATASET = Dataset(
     "toy", "numeric", [Problem(i, f"What is {i} + {i}?", str(2 * i)) for i in range(4)]
@@ -65,7 +70,7 @@ async def test_items_are_recorded_graded_and_resumed(tmp_path: Path) -> None:
     body = first.bodies[0]
     assert body["ponder"] == {"strategy": "pdr", "schedule": [2, 1], "cache": "no-store"}
     assert (body["model"], body["seed"], body["max_tokens"]) == ("m", 7, 64)
-    records = {r["item"]: r for r in latest_records(tmp_path / ITEMS_FILE)}
+    records = {r["item"]: r for r in latest_records(tmp_path / ITEMS_FILE).values()}
     assert sorted(records) == [0, 1, 2, 3]
     assert records[1]["error"]
     assert records[2]["prediction"] == "4"
@@ -86,7 +91,7 @@ async def test_items_are_recorded_graded_and_resumed(tmp_path: Path) -> None:
     await run(second, tmp_path, options)
     asked = sorted(int(b["messages"][0]["content"].split()[2]) for b in second.bodies)
     assert asked == sorted({1, last})  # the failed one and the cut one, nothing else
-    records = {r["item"]: r for r in latest_records(items)}
+    records = {r["item"]: r for r in latest_records(items).values()}
     assert not records[1].get("error")
 
     third = FakeServer()

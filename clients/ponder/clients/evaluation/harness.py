@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
 
 import httpx
 from rich.console import Console
@@ -25,7 +23,7 @@ from ponder.clients.evaluation.report import (
     table,
     write_csv,
 )
-from ponder.clients.evaluation.runner import ITEMS_FILE, Runner, RunOptions
+from ponder.clients.evaluation.runner import ITEMS_FILE, Runner, RunOptions, latest_records
 
 PLOT_FILE = "tradeoffs.png"
 REPORT_FILE = "report.md"
@@ -50,22 +48,6 @@ class Outputs:
     @property
     def plot(self) -> Path:
         return self.folder / PLOT_FILE
-
-
-def latest_records(path: Path) -> list[dict[str, Any]]:
-    """The last record of every (configuration, item): a success after a failure wins."""
-    latest: dict[tuple[str, int], dict[str, Any]] = {}
-    if path.is_file():
-        for line in path.read_text().splitlines():
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            key = (record["config_key"], record["item"])
-            if record.get("error") and key in latest and not latest[key].get("error"):
-                continue
-            latest[key] = record
-    return list(latest.values())
 
 
 async def evaluate(
@@ -106,7 +88,7 @@ async def evaluate(
             for configuration in configurations:
                 await runner.run(configuration)
     wanted = {p.id for p in dataset.problems}
-    records = [r for r in latest_records(outputs.items) if r["item"] in wanted]
+    records = [r for r in latest_records(outputs.items).values() if r["item"] in wanted]
     summaries = summarise(configurations, records)
     write_csv(summaries, outputs.summary)
     outputs.report.write_text(markdown(summaries))

@@ -41,22 +41,27 @@ def item_key(configuration: Configuration, problem: Problem) -> tuple[str, int]:
     return configuration.key, problem.id
 
 
-def load_finished(path: Path) -> dict[tuple[str, int], dict[str, Any]]:
-    """Records of items already graded (a failed item is not finished); the last one wins."""
-    finished: dict[tuple[str, int], dict[str, Any]] = {}
+def latest_records(path: Path) -> dict[tuple[str, int], dict[str, Any]]:
+    """The last record of every (configuration key, item); a success is never displaced
+    by a later failure. Lines cut short by an interruption are skipped."""
+    latest: dict[tuple[str, int], dict[str, Any]] = {}
     if not path.is_file():
-        return finished
+        return latest
     for line in path.read_text().splitlines():
         try:
             record = json.loads(line)
         except json.JSONDecodeError:
-            continue  # a line cut short by an interruption
+            continue
         key = (record["config_key"], record["item"])
-        if record.get("error"):
-            finished.pop(key, None)
-        else:
-            finished[key] = record
-    return finished
+        if record.get("error") and key in latest and not latest[key].get("error"):
+            continue
+        latest[key] = record
+    return latest
+
+
+def load_finished(path: Path) -> dict[tuple[str, int], dict[str, Any]]:
+    """Records of items already graded: a failed item is not finished."""
+    return {key: r for key, r in latest_records(path).items() if not r.get("error")}
 
 
 class Runner:
