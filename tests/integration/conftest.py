@@ -17,6 +17,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from ponder.server.engines.launch import hf_folder_for, vllm_python
 from ponder.server.engines.managed import ManagedEngine, free_port, llamacpp_engine, vllm_engine
@@ -182,6 +183,18 @@ class Served:
         ]
         assert values, f"{name} not in the engine's metrics"
         return sum(values)
+
+
+def metric_sum(url: str, sample: str, **labels: str) -> float:
+    """The sum of ``sample`` over the series of ``url``'s /metrics whose labels include
+    ``labels`` (read with prometheus-client's parser, on a new connection each time)."""
+    text = httpx.get(url + "/metrics", timeout=10).text
+    return sum(
+        s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name == sample and labels.items() <= s.labels.items()
+    )
 
 
 #: Counters of the engines' own metrics that every generation moves.

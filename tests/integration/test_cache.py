@@ -14,12 +14,17 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import httpx
 import openai
 import pytest
 
 from ponder.server.engines.managed import ManagedEngine
-from tests.integration.conftest import MODEL, Served, gateway_process, generation_work
+from tests.integration.conftest import (
+    MODEL,
+    Served,
+    gateway_process,
+    generation_work,
+    metric_sum,
+)
 from tests.integration.services import RedisServer
 
 TTL = 5
@@ -46,13 +51,7 @@ def openai_client(url: str) -> openai.OpenAI:
 
 
 def cache_errors(gateway_url: str, operation: str) -> float:
-    text = httpx.get(gateway_url + "/metrics", timeout=10).text
-    prefix = "ponder_cache_errors_total{"
-    return sum(
-        float(line.rsplit(" ", 1)[1])
-        for line in text.splitlines()
-        if line.startswith(prefix) and f'operation="{operation}"' in line
-    )
+    return metric_sum(gateway_url, "ponder_cache_errors_total", operation=operation)
 
 
 def test_a_repeated_greedy_request_is_a_hit_with_no_engine_work(served: Served) -> None:

@@ -12,6 +12,7 @@ import httpx
 
 from ponder.clients.evaluation.datasets import load
 from ponder.server.engines.managed import ManagedEngine
+from tests.integration.conftest import metric_sum
 
 SAMPLES = Path(__file__).parents[1] / "data" / "datasets"
 
@@ -28,12 +29,7 @@ def ponder_eval(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 
 
 def requests_served(gateway: ManagedEngine) -> float:
-    text = httpx.get(gateway.url + "/metrics", timeout=10).text
-    return sum(
-        float(line.rsplit(" ", 1)[1])
-        for line in text.splitlines()
-        if line.startswith("ponder_requests_total{")
-    )
+    return metric_sum(gateway.url, "ponder_requests_total")
 
 
 def test_eval_runs_reports_publishes_and_resumes(

@@ -9,21 +9,11 @@ import time
 from pathlib import Path
 
 import httpx
-from prometheus_client.parser import text_string_to_metric_families
 
 from ponder.server.engines.managed import ManagedEngine
-from tests.integration.conftest import MODEL, gateway_process
+from tests.integration.conftest import MODEL, gateway_process, metric_sum
 
 REQUESTS = 24
-
-
-def requests_total(text: str) -> float:
-    return sum(
-        sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-        if sample.name == "ponder_requests_total"
-    )
 
 
 def alive(pid: int) -> bool:
@@ -57,9 +47,7 @@ def test_metrics_add_up_over_workers(llamacpp: ManagedEngine, logs: Path, tmp_pa
         pids = {int(path.stem.rsplit("_", 1)[1]) for path in metrics_dir.glob("counter_*.db")}
         assert len(pids) == 2, f"expected both workers to serve; counter files of {pids}"
         for _ in range(6):  # whichever worker answers the scrape sees every request
-            with httpx.Client(timeout=10) as client:
-                text = client.get(gateway.url + "/metrics").text
-            assert requests_total(text) == REQUESTS
+            assert metric_sum(gateway.url, "ponder_requests_total") == REQUESTS
         assert gateway.process is not None
         os.kill(gateway.process.pid, signal.SIGTERM)
         gateway.process.wait(30)
