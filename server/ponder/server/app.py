@@ -109,8 +109,9 @@ def create_app(
     app.state.gateway = gateway
     install_error_handlers(app)
     app.include_router(router)
-    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
-    app.add_middleware(InFlightLimit, max_in_flight=settings.max_in_flight, gauge=metrics.in_flight)
+    limits = settings.limits
+    app.add_middleware(BodyLimit, max_bytes=limits.max_body_bytes)
+    app.add_middleware(InFlightLimit, max_in_flight=limits.max_in_flight, gauge=metrics.in_flight)
     return app
 
 

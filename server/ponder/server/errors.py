@@ -16,6 +16,7 @@ from ponder.server.protocol import ErrorDetail, ErrorResponse
 from ponder.strategies.base import StrategyInputError
 from ponder.strategies.budget import BudgetExhausted
 from ponder.strategies.engine import EngineError, EngineRejected, EngineTimeout
+from ponder.strategies.limits import OverCap
 from ponder.strategies.registry import InvalidParams, UnknownStrategy
 
 logger = logging.getLogger(__name__)
@@ -88,6 +89,8 @@ def to_ponder_error(error: BaseException) -> PonderError:
         return error
     if isinstance(error, StrategyInputError):
         return InvalidRequest(str(error), param="ponder", code="invalid_parameter")
+    if isinstance(error, OverCap):
+        return InvalidRequest(str(error), param=error.param, code="over_cap")
     if isinstance(error, BudgetExhausted):
         return InvalidRequest(str(error), param="ponder", code="over_cap")
     if isinstance(error, UnknownStrategy):

@@ -13,14 +13,13 @@ any worker sees the whole gateway.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping
-from typing import Any
+from collections.abc import Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.multiprocess import MultiProcessCollector
 
-__all__ = ["CONTENT_TYPE_LATEST", "Metrics", "workspace_sizes"]
+__all__ = ["CONTENT_TYPE_LATEST", "Metrics"]
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
@@ -186,18 +185,3 @@ class Metrics:
         self.drafts.labels(strategy).observe(drafts)
         for tokens in workspaces:
             self.workspace_tokens.labels(strategy).observe(tokens)
-
-
-def workspace_sizes(details: Mapping[str, Any]) -> list[int]:
-    """Token sizes of the workspaces in a strategy's ``details`` (``rounds[].workspaces[]``)."""
-    runs = details.get("runs")
-    if isinstance(runs, list):
-        return [size for run in runs if isinstance(run, Mapping) for size in workspace_sizes(run)]
-    sizes: list[int] = []
-    for round_ in details.get("rounds") or ():
-        if not isinstance(round_, Mapping):
-            continue
-        for workspace in round_.get("workspaces") or ():
-            if isinstance(workspace, Mapping) and isinstance(workspace.get("tokens"), int):
-                sizes.append(workspace["tokens"])
-    return sizes

@@ -8,6 +8,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from ponder.server.cache.mode import CacheMode
+
 
 class _Lenient(BaseModel):
     # Unknown OpenAI fields are kept (and forwarded to the engine), never refused.
@@ -37,6 +39,28 @@ class ChatMessage(_Lenient):
         return "".join(texts)
 
 
+class PonderOptions(BaseModel):
+    """The ``ponder`` object of a request (the openai SDK's ``extra_body``).
+
+    Its own keys are about the request; every other key is a parameter of
+    the chosen strategy, validated by that strategy's parameter model, which
+    refuses keys it does not know.
+    """
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    strategy: str | None = Field(None, min_length=1, description="the strategy to run")
+    cache: CacheMode = Field(
+        CacheMode.DEFAULT,
+        description="default: read and write; no-cache: skip the lookup; no-store: neither",
+    )
+
+    @property
+    def strategy_params(self) -> dict[str, Any]:
+        """The keys that belong to the strategy."""
+        return dict(self.model_extra or {})
+
+
 class StreamOptions(_Lenient):
     include_usage: bool = False
 
@@ -54,7 +78,7 @@ class _SamplingFields(_Lenient):
     presence_penalty: float | None = Field(None, ge=-2.0, le=2.0)
     frequency_penalty: float | None = Field(None, ge=-2.0, le=2.0)
     user: str | None = None
-    ponder: dict[str, Any] | None = None
+    ponder: PonderOptions | None = None
 
     @field_validator("stop")
     @classmethod

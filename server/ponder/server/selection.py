@@ -13,13 +13,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ponder.server.errors import InvalidRequest
+from ponder.server.protocol import PonderOptions
 from ponder.server.settings import Preset
 from ponder.strategies.registry import Registry
 
 logger = logging.getLogger(__name__)
-
-#: Keys of the ``ponder`` object that are about the request, not the strategy.
-REQUEST_KEYS = frozenset({"strategy"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,16 +30,14 @@ class Selection:
 def select(
     *,
     model: str,
-    ponder: Mapping[str, Any] | None,
+    options: PonderOptions,
     reasoning_effort: str | None,
     registry: Registry,
     default_strategy: str,
     presets: Mapping[str, Preset],
 ) -> Selection:
-    ponder = dict(ponder or {})
-    named = ponder.pop("strategy", None)
-    if named is not None and not isinstance(named, str):
-        raise InvalidRequest("ponder.strategy must be a string", param="ponder.strategy")
+    ponder = options.strategy_params
+    named = options.strategy
     prefix, _, plain_model = model.partition(":")
     if plain_model and prefix in registry:
         if named is not None and named != prefix:

@@ -16,8 +16,8 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
-from ponder.strategies.base import Limits
 from ponder.strategies.demos import Resources
+from ponder.strategies.limits import Limits
 
 
 class Preset(BaseModel):
@@ -129,6 +129,7 @@ class Settings(BaseSettings):
 
     @property
     def resources(self) -> Resources:
+        """The operator's files; the gateway builds this once, so parsed files are kept."""
         return Resources(
             demo_sets=self.demo_sets,
             question_pools=self.question_pools,
@@ -148,10 +149,15 @@ class Settings(BaseSettings):
 
     @property
     def limits(self) -> Limits:
+        """Every cap on a request, as the gateway and the strategies check them."""
         return Limits(
+            max_n=self.max_n,
+            max_tokens_per_call=self.max_tokens_per_call,
             max_drafts_per_round=self.max_drafts_per_round,
             max_rounds=self.max_rounds,
             max_total_tokens=self.max_total_tokens,
+            max_body_bytes=self.max_body_bytes,
+            max_in_flight=self.max_in_flight,
         )
 
     @classmethod

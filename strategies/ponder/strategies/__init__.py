@@ -2,7 +2,6 @@
 
 from ponder.strategies.base import (
     Answer,
-    Limits,
     Strategy,
     StrategyContext,
     StrategyParams,
@@ -24,6 +23,7 @@ from ponder.strategies.engine import (
     StreamEvent,
     TextDelta,
 )
+from ponder.strategies.limits import Limits, OverCap
 from ponder.strategies.registry import Registry
 
 __all__ = [
@@ -39,6 +39,7 @@ __all__ = [
     "Generation",
     "Limits",
     "Message",
+    "OverCap",
     "Prompt",
     "Registry",
     "Sampling",

@@ -11,6 +11,7 @@ per pool, model and k.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
@@ -24,7 +25,7 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from ponder.strategies import prompts
 from ponder.strategies.answers import explicit_answer, extract_answer
 from ponder.strategies.base import StrategyContext, StrategyInputError
-from ponder.strategies.demos import Demo, load_questions
+from ponder.strategies.demos import Demo, UnknownResource
 from ponder.strategies.two_stage import TwoStageParams
 
 logger = logging.getLogger(__name__)
@@ -62,23 +63,33 @@ async def question_vectors(ctx: StrategyContext, questions: list[str]) -> np.nda
         embedded = await ctx.engine.embed(questions)
         if embedded is not None:
             return np.asarray(embedded, dtype=float)
+    return await asyncio.to_thread(_tfidf, questions)
+
+
+def _tfidf(questions: list[str]) -> np.ndarray:
     vectors: np.ndarray = TfidfVectorizer().fit_transform(questions).toarray()
     return vectors
 
 
+def _read_built_demos(path: Path) -> list[Demo]:
+    return [Demo.model_validate(row) for row in json.loads(path.read_text())]
+
+
 async def auto_demos(ctx: StrategyContext, pool: str, k: int, params: TwoStageParams) -> list[Demo]:
-    path = ctx.resources.question_pools.get(pool)
-    if path is None:
-        known = ", ".join(sorted(ctx.resources.question_pools)) or "none configured"
-        raise StrategyInputError(f"unknown question pool {pool!r} (known: {known})")
+    try:
+        questions = ctx.resources.questions(pool)
+    except UnknownResource as error:
+        raise StrategyInputError(str(error)) from None
+    path = ctx.resources.question_pools[pool]
     cache = _cache_file(ctx, path, k)
     if cache is not None and cache.is_file():
-        return [Demo.model_validate(row) for row in json.loads(cache.read_text())]
-    questions = load_questions(path)
+        return ctx.resources.memo.read(cache, _read_built_demos)
     if not questions:
         raise StrategyInputError(f"question pool {pool!r} has no questions")
     await ctx.progress(f"building {k} Auto-CoT demonstrations from pool {pool!r} (once)")
-    clusters = cluster_order(await question_vectors(ctx, questions), k, seed=ctx.seed)
+    vectors = await question_vectors(ctx, questions)
+    # k-means over a large pool takes CPU seconds: not on the event loop.
+    clusters = await asyncio.to_thread(cluster_order, vectors, k, seed=ctx.seed)
     demos = []
     for members in clusters:
         for index in members:

@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from ponder.strategies.answers import stated
 from ponder.strategies.budget import Budget, BudgetExhausted
 from ponder.strategies.demos import Resources
+from ponder.strategies.details import Details
 from ponder.strategies.engine import (
     Choice,
     Engine,
@@ -23,6 +24,7 @@ from ponder.strategies.engine import (
     TextDelta,
     calling,
 )
+from ponder.strategies.limits import Limits
 
 
 class StrategyInputError(ValueError):
@@ -49,38 +51,6 @@ DeltaSink = Callable[[int, str], Awaitable[None]]
 ProgressSink = Callable[[str], Awaitable[None]]
 #: What a strategy notes of one sample, for its trace entry.
 Annotate = Callable[[Choice], dict[str, Any]]
-
-
-@dataclass(frozen=True, slots=True)
-class Limits:
-    """Server-side caps a request must stay under."""
-
-    max_drafts_per_round: int = 16
-    max_rounds: int = 8
-    max_total_tokens: int = 200_000
-
-    def check_calls(self, samples: int, max_tokens: int) -> None:
-        """Refuse a plan whose output alone could pass ``max_total_tokens``."""
-        if samples * max_tokens > self.max_total_tokens:
-            raise ValueError(
-                f"{samples} samples of up to {max_tokens} tokens could spend "
-                f"{samples * max_tokens} tokens, over the server's cap (max_total_tokens) of "
-                f"{self.max_total_tokens}; lower max_tokens or the strategy's sizes"
-            )
-
-    def check_drafts(self, drafts: int, what: str) -> None:
-        if drafts > self.max_drafts_per_round:
-            raise ValueError(
-                f"{what} is {drafts}, over the server's cap "
-                f"(max_drafts_per_round) of {self.max_drafts_per_round}"
-            )
-
-    def check_rounds(self, rounds: int, what: str) -> None:
-        if rounds > self.max_rounds:
-            raise ValueError(
-                f"{what} makes {rounds} rounds, over the server's cap "
-                f"(max_rounds) of {self.max_rounds}"
-            )
 
 
 @dataclass
@@ -243,7 +213,8 @@ class Answer:
 @dataclass(frozen=True, slots=True)
 class StrategyResult:
     answers: Sequence[Answer]
-    details: dict[str, Any] = field(default_factory=dict)
+    #: What the run did, typed per strategy (rounds, workspaces, votes ...); ``None``: nothing.
+    details: Details | None = None
 
 
 P = TypeVar("P", bound=StrategyParams)
@@ -265,7 +236,7 @@ class Strategy(ABC, Generic[P]):
         self.params = params
 
     def check_limits(self, limits: Limits, max_tokens: int) -> None:
-        """Raise ``ValueError`` naming the cap when the parameters exceed one.
+        """Raise :class:`~ponder.strategies.limits.OverCap` when the parameters exceed a cap.
 
         ``max_tokens`` is the output bound of each engine call.
         """

@@ -22,7 +22,8 @@ from ponder.strategies.base import (
     StrategyInputError,
     StrategyResult,
 )
-from ponder.strategies.demos import Demo, load_demos
+from ponder.strategies.demos import Demo, UnknownResource
+from ponder.strategies.details import Details
 from ponder.strategies.two_stage import TwoStageParams, reason_then_extract
 
 
@@ -43,6 +44,11 @@ class CotParams(TwoStageParams):
         return self
 
 
+class CotDetails(Details):
+    #: Demonstrations shown before the question.
+    demos: int
+
+
 class Cot(Strategy[CotParams]):
     name: ClassVar[str] = "cot"
     Params: ClassVar[type[CotParams]] = CotParams
@@ -57,7 +63,7 @@ class Cot(Strategy[CotParams]):
         demos = await self._demos(ctx)
         rendered = [prompts.demo(d.question, d.rationale, d.answer) for d in demos]
         answer = await reason_then_extract(ctx, self.params, prompts.COT_TRIGGER, demos=rendered)
-        details = {"demos": len(rendered)} if rendered else {}
+        details = CotDetails(demos=len(rendered)) if rendered else None
         return StrategyResult(answers=[answer], details=details)
 
     async def _demos(self, ctx: StrategyContext) -> list[Demo]:
@@ -70,8 +76,7 @@ class Cot(Strategy[CotParams]):
         if isinstance(params.demos, list):
             return params.demos[: params.n_demos]
         assert params.demos is not None
-        path = ctx.resources.demo_sets.get(params.demos)
-        if path is None:
-            known = ", ".join(sorted(ctx.resources.demo_sets)) or "none configured"
-            raise StrategyInputError(f"unknown demo set {params.demos!r} (known: {known})")
-        return load_demos(path)[: params.n_demos]
+        try:
+            return ctx.resources.demos(params.demos)[: params.n_demos]
+        except UnknownResource as error:
+            raise StrategyInputError(str(error)) from None

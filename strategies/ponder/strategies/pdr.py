@@ -12,23 +12,23 @@ draft of the last round is the answer, streamed to a streaming client.
 from __future__ import annotations
 
 import asyncio
-from dataclasses import asdict
 from typing import Any, ClassVar, Literal
 
-from pydantic import Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ponder.strategies import prompts
 from ponder.strategies.answers import answer_note, stated
 from ponder.strategies.base import (
     Annotate,
     Answer,
-    Limits,
     Strategy,
     StrategyContext,
     StrategyParams,
     StrategyResult,
 )
+from ponder.strategies.details import Details, WorkspaceInfo
 from ponder.strategies.engine import Choice
+from ponder.strategies.limits import Limits
 from ponder.workspace import (
     Distill,
     Workspace,
@@ -70,6 +70,26 @@ class PDRParams(StrategyParams):
         return schedule
 
 
+class PDRRound(BaseModel):
+    """One round that was distilled: its drafts, the operator, what each next call reads."""
+
+    model_config = ConfigDict(frozen=True)
+
+    round: int
+    drafts: int
+    distill: Distill
+    #: Top-k and random-k: the drafts each next call reads, by index.
+    selections: list[list[int]] | None = None
+    workspaces: list[WorkspaceInfo]
+
+
+class PDRDetails(Details):
+    rounds: list[PDRRound]
+
+    def workspaces(self) -> list[WorkspaceInfo]:
+        return [workspace for round_ in self.rounds for workspace in round_.workspaces]
+
+
 class PDR(Strategy[PDRParams]):
     name: ClassVar[str] = "pdr"
     Params: ClassVar[type[PDRParams]] = PDRParams
@@ -93,7 +113,7 @@ class PDR(Strategy[PDRParams]):
         schedule = self.params.schedule
         sampling = ctx.sampling_for(self.params)
         workspaces = [Workspace("", 0)]  # round 1 reads none
-        rounds: list[dict[str, Any]] = []
+        rounds: list[PDRRound] = []
         drafts: list[Choice] = []
         for round_, degree in enumerate(schedule, 1):
             last = round_ == len(schedule)
@@ -121,12 +141,13 @@ class PDR(Strategy[PDRParams]):
                 drafts = await self._per_call_drafts(ctx, workspaces, round_)
             if last:
                 break
-            workspaces, info = await self._distill(ctx, drafts, schedule[round_], round_)
-            rounds.append({"round": round_, "drafts": degree, **info})
+            workspaces, distilled = await self._distill(
+                ctx, drafts, schedule[round_], round_, degree
+            )
+            rounds.append(distilled)
         answer = drafts[0]
         return StrategyResult(
-            answers=[Answer.from_choice(answer)],
-            details={"rounds": rounds},
+            answers=[Answer.from_choice(answer)], details=PDRDetails(rounds=rounds)
         )
 
     async def _per_call_drafts(
@@ -150,8 +171,8 @@ class PDR(Strategy[PDRParams]):
         return [generation.choices[0] for generation in generations]
 
     async def _distill(
-        self, ctx: StrategyContext, drafts: list[Choice], calls: int, round_: int
-    ) -> tuple[list[Workspace], dict[str, Any]]:
+        self, ctx: StrategyContext, drafts: list[Choice], calls: int, round_: int, degree: int
+    ) -> tuple[list[Workspace], PDRRound]:
         """The next round's workspaces (one, shared, or one per call) and what was done."""
         params = self.params
         texts = [draft.text for draft in drafts]
@@ -164,10 +185,12 @@ class PDR(Strategy[PDRParams]):
                 sampling=ctx.sampling_for(params, max_tokens=bound),
             )
             workspace = await bound_text(summary.choices[0].text, bound, ctx.engine.count_tokens)
-            return [workspace], {
-                "distill": params.distill.value,
-                "workspaces": [workspace_note(workspace)],
-            }
+            return [workspace], PDRRound(
+                round=round_,
+                drafts=degree,
+                distill=params.distill,
+                workspaces=[WorkspaceInfo.of(workspace)],
+            )
         if params.distill is Distill.RANDOM_K:
             selections = random_k(len(texts), params.k, calls, seed=ctx.seed + round_)
         else:
@@ -181,11 +204,13 @@ class PDR(Strategy[PDRParams]):
             )
             for selection in distinct
         }
-        info = {
-            "distill": params.distill.value,
-            "selections": selections,
-            "workspaces": [workspace_note(bounded[s]) for s in distinct],
-        }
+        info = PDRRound(
+            round=round_,
+            drafts=degree,
+            distill=params.distill,
+            selections=selections,
+            workspaces=[WorkspaceInfo.of(bounded[s]) for s in distinct],
+        )
         if len(distinct) == 1:
             return [bounded[distinct[0]]], info
         return [bounded[tuple(selection)] for selection in selections], info
@@ -213,10 +238,7 @@ class PDR(Strategy[PDRParams]):
 
 def workspace_note(workspace: Workspace) -> dict[str, Any]:
     """A workspace's size in the engine's tokens, and its cut when it had to be cut."""
-    return {
-        "tokens": workspace.tokens,
-        "cut": asdict(workspace.cut) if workspace.cut is not None else None,
-    }
+    return WorkspaceInfo.of(workspace).model_dump(mode="json")
 
 
 def _reads(workspace: Workspace, round_: int) -> Annotate:

@@ -17,12 +17,13 @@ from ponder.strategies import prompts
 from ponder.strategies.answers import answer_note, extract_answer, vote
 from ponder.strategies.base import (
     Answer,
-    Limits,
     Strategy,
     StrategyContext,
     StrategyParams,
     StrategyResult,
 )
+from ponder.strategies.details import Details
+from ponder.strategies.limits import Limits
 
 DEFAULT_TEMPERATURE = 0.7
 
@@ -36,6 +37,14 @@ class SelfConsistencyParams(StrategyParams):
         description=f"sampling temperature (default: the request's if above 0, "
         f"else {DEFAULT_TEMPERATURE})",
     )
+
+
+class VoteDetails(Details):
+    """The vote: count per normalised answer, the winner, the first sample that reached it."""
+
+    votes: dict[str, int]
+    winner: str | None
+    winner_index: int | None
 
 
 class SelfConsistency(Strategy[SelfConsistencyParams]):
@@ -66,9 +75,7 @@ class SelfConsistency(Strategy[SelfConsistencyParams]):
         chosen = generation.choices[result.winner_index or 0]
         return StrategyResult(
             answers=[Answer(chosen.text, chosen.finish_reason, result.winner)],
-            details={
-                "votes": result.counts,
-                "winner": result.winner,
-                "winner_index": result.winner_index,
-            },
+            details=VoteDetails(
+                votes=result.counts, winner=result.winner, winner_index=result.winner_index
+            ),
         )

@@ -17,12 +17,12 @@ from ponder.strategies import prompts
 from ponder.strategies.answers import answer_note
 from ponder.strategies.base import (
     Answer,
-    Limits,
     Strategy,
     StrategyContext,
     StrategyParams,
     StrategyResult,
 )
+from ponder.strategies.limits import Limits
 
 
 class SRParams(StrategyParams):

@@ -14,19 +14,19 @@ from __future__ import annotations
 import re
 from typing import ClassVar
 
-from pydantic import Field
+from pydantic import BaseModel, Field
 
 from ponder.strategies import prompts
 from ponder.strategies.answers import answer_note
 from ponder.strategies.base import (
     Answer,
-    Limits,
     Strategy,
     StrategyContext,
     StrategyParams,
     StrategyResult,
 )
-from ponder.strategies.demos import load_decompositions
+from ponder.strategies.details import Details
+from ponder.strategies.limits import Limits
 
 _STEP_LABEL = re.compile(r"^\s*(?:Q\d+\s*[:.)-]|Question\s*\d*\s*:)\s*", re.IGNORECASE)
 
@@ -56,6 +56,17 @@ def sub_question(text: str) -> str:
 def first_line(text: str) -> str:
     lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
     return lines[0] if lines else ""
+
+
+class SubQuestion(BaseModel):
+    question: str
+    answer: str
+
+
+class SuccessiveDetails(Details):
+    pairs: list[SubQuestion]
+    #: The decomposer said there was nothing left to ask (else ``max_steps`` ended it).
+    stopped_by_signal: bool
 
 
 class Successive(Strategy[SuccessiveParams]):
@@ -105,19 +116,16 @@ class Successive(Strategy[SuccessiveParams]):
         )
         return StrategyResult(
             answers=[Answer.from_choice(final)],
-            details={
-                "pairs": [{"question": q, "answer": a} for q, a in pairs],
-                "stopped_by_signal": stopped,
-            },
+            details=SuccessiveDetails(
+                pairs=[SubQuestion(question=q, answer=a) for q, a in pairs],
+                stopped_by_signal=stopped,
+            ),
         )
 
     @staticmethod
     def _demos(ctx: StrategyContext) -> list[str]:
-        path = ctx.resources.decompositions
-        if path is None:
-            return []
         rendered = []
-        for example in load_decompositions(path):
+        for example in ctx.resources.worked_decompositions():
             lines = [f"Complex question: {example.question}"]
             for i, (q, a) in enumerate(example.steps, 1):
                 lines += [f"Q{i}: {q}", f"A{i}: {a}"]

@@ -11,8 +11,9 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
-from ponder.strategies.base import render_prompt
+from ponder.strategies.base import StrategyResult, render_prompt
 from ponder.strategies.engine import (
     Choice,
     EngineError,
@@ -110,3 +111,9 @@ class ScriptedEngine:
         if sampling.max_tokens is None:
             return text
         return " ".join(text.split(" ")[: sampling.max_tokens])
+
+
+def details_json(result: StrategyResult) -> dict[str, Any]:
+    """A result's details as ``ponder.details`` shows them (a result without details fails)."""
+    assert result.details is not None, "the strategy reported no details"
+    return result.details.to_json()

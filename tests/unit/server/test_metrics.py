@@ -8,8 +8,11 @@ from typing import Any
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from ponder.server.metrics import Metrics, workspace_sizes
+from ponder.server.metrics import Metrics
+from ponder.strategies.details import WorkspaceInfo
+from ponder.strategies.pdr import PDRDetails, PDRRound
 from ponder.strategies.testing import ScriptedEngine
+from ponder.workspace import Distill
 
 CHAT = "/v1/chat/completions"
 
@@ -159,17 +162,14 @@ async def test_evaluation_series_are_capped(client: httpx.AsyncClient) -> None:
     assert again.status_code == 200
 
 
-def test_workspace_sizes_are_read_from_strategy_details() -> None:
-    details = {
-        "rounds": [
-            {"round": 1, "workspaces": [{"tokens": 40, "cut": None}]},
-            {"round": 2, "workspaces": [{"tokens": 12}, {"tokens": 30}]},
-            {"round": 3},
-        ]
-    }
-    assert workspace_sizes(details) == [40, 12, 30]
-    assert workspace_sizes({"runs": [details, {"rounds": []}]}) == [40, 12, 30]
-    assert workspace_sizes({"vote": {"4": 3}}) == []
+def test_workspace_sizes_are_read_from_typed_strategy_details() -> None:
+    def round_(number: int, *sizes: int) -> PDRRound:
+        spaces = [WorkspaceInfo(tokens=size) for size in sizes]
+        return PDRRound(round=number, drafts=2, distill=Distill.SHARED_TOP_K, workspaces=spaces)
+
+    details = PDRDetails(rounds=[round_(1, 40), round_(2, 12, 30)])
+    assert [w.tokens for w in details.workspaces()] == [40, 12, 30]
+    assert PDRDetails(rounds=[]).workspaces() == []
 
 
 def test_metrics_of_two_gateways_do_not_mix() -> None:

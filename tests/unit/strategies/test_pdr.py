@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from ponder.strategies.base import Limits
+from ponder.strategies.limits import Limits
 from ponder.strategies.pdr import PDR, PDRParams
-from ponder.strategies.testing import ScriptedEngine
+from ponder.strategies.testing import ScriptedEngine, details_json
 from tests.unit.strategies.scripts import by_rules, context, user_text
 
 QUESTION = "What is 6 times 7?"
@@ -88,7 +88,7 @@ async def test_the_workspace_is_bounded_in_engine_tokens_and_the_cut_traced() ->
     notes = final_prompt.split("(they may contain errors):\n", 1)[1].split("\n\nUsing what", 1)[0]
     assert len(notes.split()) <= 40  # the scripted engine counts words as tokens
     assert notes.endswith("forty two.")  # cut at a sentence end
-    assert result.details["rounds"][0]["workspaces"] == [note]
+    assert details_json(result)["rounds"][0]["workspaces"] == [note]
 
 
 async def test_the_summary_is_bounded_by_its_call_and_traced_on_the_next_round() -> None:
@@ -115,7 +115,7 @@ async def test_shared_top_k_by_agreement_shares_one_batched_call() -> None:
         "The answer is 41"
         not in round2.split("Notes from earlier attempts")[1].split("Using what")[0]
     )
-    assert result.details["rounds"][0]["selections"] == [[0, 2], [0, 2]]
+    assert details_json(result)["rounds"][0]["selections"] == [[0, 2], [0, 2]]
 
 
 async def test_per_sample_top_k_gives_each_call_its_own_drafts_in_one_step() -> None:
@@ -133,7 +133,7 @@ async def test_random_k_is_seeded() -> None:
     async def selections(seed: int) -> list[list[int]]:
         ctx = context(ScriptedEngine(script=drafts_by_index), QUESTION, seed=seed)
         result = await PDR(PDRParams(schedule=[6, 3, 1], distill="random_k", k=2)).run(ctx)
-        chosen: list[list[int]] = result.details["rounds"][0]["selections"]
+        chosen: list[list[int]] = details_json(result)["rounds"][0]["selections"]
         return chosen
 
     assert await selections(7) == await selections(7)

@@ -2,10 +2,10 @@ from __future__ import annotations
 
 import pytest
 
-from ponder.strategies.base import Limits
+from ponder.strategies.limits import Limits
 from ponder.strategies.self_consistency import SelfConsistency, SelfConsistencyParams
 from ponder.strategies.sr import SequentialRefinement, SRParams
-from ponder.strategies.testing import ScriptedEngine
+from ponder.strategies.testing import ScriptedEngine, details_json
 from tests.unit.strategies.scripts import by_rules, context, user_text
 
 QUESTION = "What is 6 times 7?"
@@ -26,8 +26,8 @@ async def test_self_consistency_samples_in_one_call_and_votes() -> None:
     assert engine.calls[0].n == 5
     assert engine.calls[0].sampling.temperature == 0.7  # the request set none
     assert user_text(engine.calls[0].prompt) == f"Q: {QUESTION}\nA: Let's think step by step."
-    assert result.details["votes"] == {"42": 2, "41": 2}
-    assert result.details["winner"] == "42"  # a tie: the answer seen first
+    assert details_json(result)["votes"] == {"42": 2, "41": 2}
+    assert details_json(result)["winner"] == "42"  # a tie: the answer seen first
     assert result.answers[0].text == ANSWERS[0]
     assert [r.meta["answer"] for r in ctx.budget.records] == ["42", "41", "42", "41", None]
     usage = ctx.budget.usage()

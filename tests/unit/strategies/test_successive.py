@@ -5,7 +5,7 @@ from pathlib import Path
 
 from ponder.strategies.demos import Resources
 from ponder.strategies.successive import Successive, SuccessiveParams, is_stop, sub_question
-from ponder.strategies.testing import ScriptedEngine
+from ponder.strategies.testing import ScriptedEngine, details_json
 from tests.unit.strategies.scripts import by_rules, context, user_text
 
 QUESTION = "Tom has 3 boxes of 4 pens and gives away 2 pens. How many are left?"
@@ -46,8 +46,8 @@ async def test_questions_accumulate_until_the_stop_signal() -> None:
         "Q2: Sub-question number 2?\nA2: 12"
     )
     assert "There are no more questions left to ask." in third
-    assert result.details["stopped_by_signal"] is True
-    assert len(result.details["pairs"]) == 2
+    assert details_json(result)["stopped_by_signal"] is True
+    assert len(details_json(result)["pairs"]) == 2
     assert result.answers[0].answer == "10"
 
 
@@ -60,7 +60,7 @@ async def test_max_steps_bounds_the_decomposition() -> None:
     ctx = context(engine, QUESTION)
     result = await Successive(SuccessiveParams(max_steps=3)).run(ctx)
     assert sum(1 for r in ctx.budget.records if r.role == "decompose") == 3
-    assert result.details["stopped_by_signal"] is False
+    assert details_json(result)["stopped_by_signal"] is False
     assert user_text(engine.calls[-1].prompt).startswith(f"Complex question: {QUESTION}\nQ1:")
 
 

@@ -12,7 +12,7 @@ from ponder.strategies.base import StrategyInputError
 from ponder.strategies.cot import Cot, CotParams
 from ponder.strategies.demos import Demo, Resources
 from ponder.strategies.plan_and_solve import PlanAndSolve, PlanAndSolveParams
-from ponder.strategies.testing import ScriptedEngine
+from ponder.strategies.testing import ScriptedEngine, details_json
 from tests.unit.strategies.scripts import by_rules, context, user_text
 
 QUESTION = "What is 6 times 7?"
@@ -92,7 +92,7 @@ async def test_few_shot_demo_sets_are_named_not_given_as_paths(tmp_path: Path) -
     ctx = context(engine, resources=Resources(demo_sets={"gsm": demo_file}))
     result = await Cot(CotParams(mode="few_shot", demos="gsm")).run(ctx)
     assert user_text(engine.calls[0].prompt).startswith("Q: Q1?\nA: Let's think step by step. R.")
-    assert result.details == {"demos": 1}
+    assert details_json(result) == {"demos": 1}
     with pytest.raises(StrategyInputError, match="unknown demo set 'other'"):
         await Cot(CotParams(mode="few_shot", demos="other")).run(ctx)
 
@@ -126,7 +126,7 @@ async def test_auto_cot_clusters_filters_and_caches(tmp_path: Path) -> None:
     result = await Cot(CotParams(mode="auto", pool="math", n_demos=2)).run(ctx)
     demo_calls = [r for r in ctx.budget.records if r.role == "demo"]
     assert demo_calls, "demonstrations were built with engine calls"
-    assert result.details["demos"] == 2
+    assert details_json(result)["demos"] == 2
     final_prompt = user_text(engine.calls[-1].prompt)
     assert final_prompt.count("A: Let's think step by step.") == 3  # 2 demos + the question
     assert "60 km" not in final_prompt  # its rationale had too many steps
@@ -178,7 +178,7 @@ async def test_auto_cot_clusters_the_engines_embeddings_when_it_has_them(tmp_pat
     ctx = context(engine, QUESTION, resources=Resources(question_pools={"p": pool}))
     result = await Cot(CotParams(mode="auto", pool="p", n_demos=2)).run(ctx)
     assert len(embedded) == 6
-    assert result.details["demos"] == 2
+    assert details_json(result)["demos"] == 2
     demo_questions = [r.prompt for r in ctx.budget.records if r.role == "demo"]
     assert any("Question 1?" in p for p in demo_questions)  # the centre of 0-2
     assert any("Question 4?" in p for p in demo_questions)  # the centre of 3-5

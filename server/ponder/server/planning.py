@@ -1,0 +1,199 @@
+"""Everything decided about a request before its first engine call: the :class:`Plan`.
+
+The plan builder picks the model and the strategy, checks every cap, builds
+the sampling the strategy starts from, splits the request into strategy runs
+and decides whether the response may come from, or go to, the cache. A
+request it refuses costs no engine work.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from ponder.server.cache import CacheMode, cache_key
+from ponder.server.cache.keys import prompt_form
+from ponder.server.endpoints import CompletionBody, Endpoint, endpoint_for
+from ponder.server.engines.provider import EngineProvider
+from ponder.server.errors import InvalidRequest, ModelNotFound, NoEngineReady
+from ponder.server.protocol import PonderOptions
+from ponder.server.selection import Selection, select
+from ponder.server.settings import Settings
+from ponder.strategies.base import Strategy
+from ponder.strategies.engine import Prompt, Sampling
+from ponder.strategies.limits import Limits, OverCap
+from ponder.strategies.registry import Registry
+from ponder.strategies.runs import Job, plan_jobs
+
+#: OpenAI fields that describe the caller, not the generation: never forwarded.
+NOT_FORWARDED = frozenset(
+    {"metadata", "store", "service_tier", "prompt_cache_key", "safety_identifier"}
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseCaching:
+    """Whether this request's response may be read from and written to the cache.
+
+    ``key`` is set only when the request is greedy or seeded and caching is on;
+    a response is written only if, in addition, every engine call it made was
+    deterministic (a strategy may sample at a temperature of its own).
+    """
+
+    mode: CacheMode
+    key: str | None = None
+
+    @property
+    def lookup_key(self) -> str | None:
+        return self.key if self.mode.reads else None
+
+    def store_key(self, every_call_deterministic: bool) -> str | None:
+        if self.key is None or not self.mode.writes or not every_call_deterministic:
+            return None
+        return self.key
+
+
+@dataclass
+class Plan:
+    """Everything decided before the first engine call."""
+
+    request_id: str
+    endpoint: Endpoint
+    selection: Selection
+    strategy: Strategy[Any]
+    sampling: Sampling
+    jobs: list[Job]
+    response_model: str
+    stream: bool
+    include_usage: bool
+    caching: ResponseCaching
+
+    @property
+    def response_id(self) -> str:
+        return self.endpoint.id_prefix + self.request_id
+
+
+class PlanBuilder:
+    """Turns a validated request body into a :class:`Plan`, or refuses it with a 4xx."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        engines: EngineProvider,
+        registry: Registry,
+        *,
+        caching: bool,
+    ) -> None:
+        self.settings = settings
+        self.limits: Limits = settings.limits
+        self.engines = engines
+        self.registry = registry
+        self.caching = caching
+
+    def build(self, body: CompletionBody) -> Plan:
+        endpoint = endpoint_for(body)
+        prompts = endpoint.prompts(body)
+        options = body.ponder or PonderOptions()
+        selection = select(
+            model=body.model,
+            options=options,
+            reasoning_effort=body.reasoning_effort,
+            registry=self.registry,
+            default_strategy=self.settings.default_strategy,
+            presets=self.settings.presets,
+        )
+        strategy = self.registry.build(selection.strategy, selection.params)
+        sampling = self._sampling(body, endpoint.max_tokens(body))
+        self._check_caps(body.n * len(prompts), endpoint.max_tokens(body), strategy, sampling)
+        self._check_model(selection.model, body.model)
+        return Plan(
+            request_id=uuid.uuid4().hex,
+            endpoint=endpoint,
+            selection=selection,
+            strategy=strategy,
+            sampling=sampling,
+            jobs=plan_jobs(
+                strategy, prompts, body.n, max_total_tokens=self.limits.max_total_tokens
+            ),
+            response_model=body.model,
+            stream=body.stream,
+            include_usage=bool(body.stream_options and body.stream_options.include_usage),
+            caching=self._caching(
+                options.cache, endpoint, body, prompts, selection, strategy, sampling
+            ),
+        )
+
+    def _sampling(self, body: CompletionBody, max_tokens: int | None) -> Sampling:
+        extra = {k: v for k, v in (body.model_extra or {}).items() if k not in NOT_FORWARDED}
+        stop = (body.stop,) if isinstance(body.stop, str) else tuple(body.stop or ())
+        return Sampling(
+            max_tokens=max_tokens or self.settings.default_max_tokens,
+            temperature=body.temperature,
+            top_p=body.top_p,
+            seed=body.seed,
+            stop=stop,
+            presence_penalty=body.presence_penalty,
+            frequency_penalty=body.frequency_penalty,
+            extra=extra,
+        )
+
+    def _check_caps(
+        self,
+        answers: int,
+        max_tokens: int | None,
+        strategy: Strategy[Any],
+        sampling: Sampling,
+    ) -> None:
+        try:
+            self.limits.check_n(answers)
+            if max_tokens is not None:
+                self.limits.check_max_tokens(max_tokens)
+            per_call = strategy.params.max_tokens or sampling.max_tokens
+            assert per_call is not None  # the sampling always has a bound
+            self.limits.check_max_tokens(per_call, param="ponder.max_tokens")
+            strategy.check_limits(self.limits, per_call)
+        except OverCap as error:
+            raise InvalidRequest(str(error), param=error.param, code="over_cap") from None
+
+    def _check_model(self, model: str, asked: str) -> None:
+        if model in self.engines.models():
+            return
+        if not self.engines.ready and not self.engines.models():
+            raise NoEngineReady("no engine is ready yet")
+        raise ModelNotFound(
+            f"model {asked!r} does not exist; GET /v1/models lists the models", param="model"
+        )
+
+    def _caching(
+        self,
+        mode: CacheMode,
+        endpoint: Endpoint,
+        body: CompletionBody,
+        prompts: list[Prompt],
+        selection: Selection,
+        strategy: Strategy[Any],
+        sampling: Sampling,
+    ) -> ResponseCaching:
+        temperature = (
+            strategy.params.temperature
+            if strategy.params.temperature is not None
+            else sampling.temperature
+        )
+        greedy_or_seeded = sampling.seed is not None or temperature == 0
+        if not self.caching or mode is CacheMode.NO_STORE or not greedy_or_seeded:
+            return ResponseCaching(mode)
+        key = cache_key(
+            "response",
+            {
+                "kind": endpoint.kind,
+                "model": selection.model,
+                "response_model": body.model,
+                "strategy": selection.strategy,
+                "params": strategy.params.model_dump(mode="json"),
+                "prompts": [prompt_form(prompt) for prompt in prompts],
+                "n": body.n,
+                "sampling": sampling.to_body(),
+            },
+        )
+        return ResponseCaching(mode, key)

@@ -1,0 +1,65 @@
+"""The record of one served request: its JSON log line (no prompt text) and its metrics."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import Any
+
+from ponder.server.metrics import Metrics
+from ponder.server.planning import Plan
+from ponder.server.running import Outcome
+
+logger = logging.getLogger("ponder.requests")
+
+
+def record_request(
+    metrics: Metrics,
+    plan: Plan,
+    status: int,
+    started: float,
+    outcome: Outcome | None,
+    *,
+    cached: bool = False,
+    first_text: float | None = None,
+) -> None:
+    strategy, model = plan.selection.strategy, plan.selection.model
+    elapsed = time.perf_counter() - started
+    metrics.requests.labels(strategy, model, str(status)).inc()
+    if status == 200:
+        metrics.request_duration.labels(strategy, model).observe(elapsed)
+        if first_text is not None:
+            metrics.time_to_first_token.labels(strategy, model).observe(first_text - started)
+    line: dict[str, Any] = {
+        "event": "request",
+        "id": plan.request_id,
+        "endpoint": plan.endpoint.kind,
+        "strategy": strategy,
+        "model": model,
+        "stream": plan.stream,
+        "status": status,
+        "latency_ms": round(elapsed * 1000, 1),
+        "cache": "hit" if cached else "miss",
+    }
+    if outcome is not None:
+        usage = outcome.run.usage
+        if status == 200:
+            metrics.observe_answer(
+                strategy=strategy,
+                prompt_tokens=usage.prompt_tokens,
+                completion_tokens=usage.completion_tokens,
+                sequential_tokens=usage.sequential_tokens,
+                total_tokens=usage.total_tokens,
+                rounds=usage.rounds,
+                drafts=usage.drafts,
+                workspaces=[w.tokens for d in outcome.run.details for w in d.workspaces()],
+            )
+        line.update(
+            prompt_tokens=usage.prompt_tokens,
+            completion_tokens=usage.completion_tokens,
+            calls=usage.calls,
+            sequential_tokens=usage.sequential_tokens,
+            total_tokens=usage.total_tokens,
+        )
+    logger.info(json.dumps(line, separators=(",", ":")))

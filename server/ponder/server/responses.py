@@ -1,0 +1,69 @@
+"""A finished outcome as the OpenAI response object, with Ponder's usage and ``ponder`` info."""
+
+from __future__ import annotations
+
+from ponder.server.endpoints import CompletionResponse
+from ponder.server.planning import Plan
+from ponder.server.protocol import PonderInfo, PonderUsage, TraceCall, Usage
+from ponder.server.running import Outcome
+from ponder.strategies.budget import Usage as BudgetUsage
+
+
+def usage_of(usage: BudgetUsage) -> Usage:
+    return Usage(
+        prompt_tokens=usage.prompt_tokens,
+        completion_tokens=usage.completion_tokens,
+        total_tokens=usage.prompt_tokens + usage.completion_tokens,
+        ponder=PonderUsage(
+            calls=usage.calls,
+            rounds=usage.rounds,
+            drafts=usage.drafts,
+            sequential_tokens=usage.sequential_tokens,
+            total_tokens=usage.total_tokens,
+        ),
+    )
+
+
+def info_of(plan: Plan, outcome: Outcome, *, caching: bool) -> PonderInfo:
+    """``ponder`` in the response: strategy, parameters, answers, trace and details."""
+    run = outcome.run
+    params = plan.strategy.params
+    trace = None
+    if params.trace:
+        trace = [
+            TraceCall(
+                role=r.role,
+                round=r.round,
+                index=r.index,
+                step=r.step,
+                prompt=r.prompt,
+                output=r.output,
+                prompt_tokens=r.prompt_tokens,
+                completion_tokens=r.completion_tokens,
+                meta=r.meta or None,
+            )
+            for r in run.records
+        ]
+    details = None
+    if run.details:
+        shown = [d.to_json() for d in run.details]
+        details = shown[0] if len(shown) == 1 else {"runs": shown}
+    answers = [a.answer for a in run.answers]
+    return PonderInfo(
+        strategy=plan.selection.strategy,
+        params=params.model_dump(),
+        answers=answers if any(a is not None for a in answers) else None,
+        trace=trace,
+        details=details,
+        cache="miss" if caching else None,
+    )
+
+
+def response_of(plan: Plan, outcome: Outcome, *, caching: bool) -> CompletionResponse:
+    return plan.endpoint.response(
+        id=plan.response_id,
+        model=plan.response_model,
+        answers=outcome.run.answers,
+        usage=usage_of(outcome.run.usage),
+        info=info_of(plan, outcome, caching=caching),
+    )

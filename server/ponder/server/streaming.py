@@ -1,0 +1,121 @@
+"""Streamed answers in OpenAI's SSE format, and clients that leave.
+
+:class:`ChunkWriter` makes the events of one streamed response: answer text
+as it is generated, then each choice's ending, the usage (as a chunk when the
+client asked for ``stream_options.include_usage``, else as an SSE comment)
+and ``[DONE]``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections.abc import AsyncIterator, Awaitable, Iterable, Iterator
+from typing import Any, TypeVar
+
+from fastapi import Request
+from fastapi.responses import StreamingResponse
+
+from ponder.server import sse
+from ponder.server.endpoints import Ending, Endpoint
+from ponder.server.protocol import PonderInfo, Usage
+
+T = TypeVar("T")
+
+#: Response header: whether the answer came from the cache ("hit") or not ("miss").
+CACHE_HEADER = "X-Ponder-Cache"
+
+
+class ClientGone(Exception):
+    """The client closed the connection; its engine calls were cancelled."""
+
+
+class ChunkWriter:
+    """The SSE events of one streamed response."""
+
+    def __init__(self, endpoint: Endpoint, *, id: str, model: str, include_usage: bool) -> None:
+        self.endpoint = endpoint
+        self.id = id
+        self.model = model
+        self.include_usage = include_usage
+        self.created = int(time.time())
+        self._started: set[int] = set()
+
+    def _event(self, choices: list[Any], **more: Any) -> bytes:
+        return sse.event(
+            {
+                "id": self.id,
+                "object": self.endpoint.chunk_object,
+                "created": self.created,
+                "model": self.model,
+                "choices": choices,
+                **more,
+            }
+        )
+
+    def chunk(self, index: int, text: str | None, finish: str | None = None) -> bytes:
+        first = index not in self._started
+        self._started.add(index)
+        return self._event([self.endpoint.chunk_choice(index, text, finish, first)])
+
+    def started(self, index: int) -> bool:
+        """Whether any text of choice ``index`` has been sent."""
+        return index in self._started
+
+    def ending(self, endings: Iterable[Ending], usage: Usage, info: PonderInfo) -> Iterator[bytes]:
+        """Each choice's text not streamed yet and its finish, then usage, then ``[DONE]``."""
+        for end in endings:
+            if end.text:
+                yield self.chunk(end.index, end.text)
+            yield self.chunk(end.index, None, end.finish_reason)
+        shown_usage = usage.model_dump(exclude_none=True)
+        shown_info = info.model_dump(mode="json", exclude_none=True)
+        if self.include_usage:
+            yield self._event([], usage=shown_usage, ponder=shown_info)
+        else:
+            payload = json.dumps(
+                {"usage": shown_usage, "ponder": shown_info}, separators=(",", ":")
+            )
+            yield sse.comment("ponder " + payload)
+        yield sse.DONE
+
+
+def event_stream(body: AsyncIterator[bytes], *, cache: str) -> StreamingResponse:
+    return StreamingResponse(
+        body,
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no", CACHE_HEADER: cache},
+    )
+
+
+async def _wait_for_disconnect(request: Request) -> None:
+    # The body has been read, so the next ASGI message is the disconnect.
+    while True:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            return
+
+
+async def unless_client_leaves(work: Awaitable[T], request: Request) -> T:
+    """``work``'s result, or ``ClientGone`` (with ``work`` cancelled) if the client leaves."""
+    task: asyncio.Future[T] = asyncio.ensure_future(work)
+    watch = asyncio.create_task(_wait_for_disconnect(request))
+    try:
+        waiting: set[asyncio.Future[Any]] = {task, watch}
+        done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+        if task in done:
+            return task.result()
+        raise ClientGone
+    finally:
+        await cancel(watch)
+        await cancel(task)
+
+
+async def cancel(task: asyncio.Future[Any]) -> None:
+    if task.done():
+        return
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        await task

@@ -1,0 +1,141 @@
+"""Running a strategy for a whole request: ``n`` answers for each of its prompts.
+
+A strategy that answers ``n`` itself (``answers_n``: Self-Consistency's
+samples are not independent answers) runs once per prompt; any other runs
+``n`` times side by side. Each run has a budget of its own, and the runs'
+usage adds up as parallel work: the critical path is the longest run's.
+The gateway serves requests with this; tests and the evaluation harness can
+call it with an engine and no gateway.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ponder.strategies.base import (
+    Answer,
+    DeltaSink,
+    ProgressSink,
+    Strategy,
+    StrategyContext,
+    StrategyResult,
+)
+from ponder.strategies.budget import Budget, CallRecord, Usage, combine_parallel
+from ponder.strategies.demos import Resources
+from ponder.strategies.details import Details
+from ponder.strategies.engine import Engine, Prompt, Sampling
+from ponder.strategies.limits import Limits
+
+
+@dataclass
+class Job:
+    """One run of a strategy: ``n`` answers for one prompt, numbered from ``offset``."""
+
+    prompt: Prompt
+    n: int
+    offset: int
+    budget: Budget
+
+
+@dataclass(frozen=True)
+class Run:
+    """What a request's runs produced, in answer order, and what they cost together."""
+
+    answers: list[Answer]
+    usage: Usage
+    records: list[CallRecord]
+    #: The details of each run that reported some.
+    details: list[Details]
+
+
+def plan_jobs(
+    strategy: Strategy[Any], prompts: Sequence[Prompt], n: int, *, max_total_tokens: int | None
+) -> list[Job]:
+    """The runs that give ``n`` answers to each prompt (answers numbered prompt by prompt)."""
+    jobs: list[Job] = []
+    for p, prompt in enumerate(prompts):
+        runs = [(n, 0)] if strategy.answers_n else [(1, i) for i in range(n)]
+        for answers, start in runs:
+            budget = Budget(max_total_tokens=max_total_tokens)
+            jobs.append(Job(prompt, answers, p * n + start, budget))
+    return jobs
+
+
+async def run_jobs(
+    strategy: Strategy[Any],
+    jobs: Sequence[Job],
+    *,
+    engine: Engine,
+    sampling: Sampling,
+    limits: Limits | None = None,
+    resources: Resources | None = None,
+    on_delta: DeltaSink | None = None,
+    on_progress: ProgressSink | None = None,
+) -> Run:
+    """Every job side by side; ``on_delta`` gets answer text by the request's choice index."""
+    limits = limits or Limits()
+    resources = resources or Resources()
+
+    async def run_one(job: Job) -> StrategyResult:
+        sink: DeltaSink | None = None
+        if on_delta is not None:
+            delta = on_delta
+
+            async def sink(index: int, text: str) -> None:
+                await delta(job.offset + index, text)
+
+        ctx = StrategyContext(
+            engine=engine,
+            prompt=job.prompt,
+            sampling=sampling,
+            budget=job.budget,
+            n=job.n,
+            limits=limits,
+            seed=sampling.seed or 0,
+            resources=resources,
+            on_delta=sink,
+            on_progress=on_progress,
+        )
+        return await strategy.run(ctx)
+
+    results = await asyncio.gather(*(run_one(job) for job in jobs))
+    return Run(
+        answers=[answer for result in results for answer in result.answers],
+        usage=combine_parallel([job.budget.usage() for job in jobs]),
+        records=[record for job in jobs for record in job.budget.records],
+        details=[result.details for result in results if result.details is not None],
+    )
+
+
+async def run_strategy(
+    strategy: Strategy[Any],
+    prompts: Sequence[Prompt],
+    *,
+    engine: Engine,
+    sampling: Sampling,
+    n: int = 1,
+    limits: Limits | None = None,
+    resources: Resources | None = None,
+    on_delta: DeltaSink | None = None,
+    on_progress: ProgressSink | None = None,
+) -> Run:
+    """``n`` answers to each of ``prompts`` by ``strategy`` (its limits checked first)."""
+    limits = limits or Limits()
+    per_call = strategy.params.max_tokens or sampling.max_tokens or limits.max_tokens_per_call
+    limits.check_n(n * len(prompts))
+    limits.check_max_tokens(per_call)
+    strategy.check_limits(limits, per_call)
+    jobs = plan_jobs(strategy, prompts, n, max_total_tokens=limits.max_total_tokens)
+    return await run_jobs(
+        strategy,
+        jobs,
+        engine=engine,
+        sampling=sampling,
+        limits=limits,
+        resources=resources,
+        on_delta=on_delta,
+        on_progress=on_progress,
+    )
