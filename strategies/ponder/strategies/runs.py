@@ -1,7 +1,7 @@
 """Running a strategy for a whole request: ``n`` answers for each of its prompts.
 
-A strategy that answers ``n`` itself (``answers_n``: Self-Consistency's
-samples are not independent answers) runs once per prompt; any other runs
+A strategy that answers ``n`` itself (``answers_n``: ``direct`` asks the
+engine for ``n`` samples in one call) runs once per prompt; any other runs
 ``n`` times side by side. Each run has a budget of its own, and the runs'
 usage adds up as parallel work: the critical path is the longest run's.
 The gateway serves requests with this; tests and the evaluation harness can

@@ -10,7 +10,7 @@ import pytest
 from ponder.strategies import prompts
 from ponder.strategies.base import StrategyInputError
 from ponder.strategies.cot import Cot, CotParams
-from ponder.strategies.demos import Demo, Resources
+from ponder.strategies.demos import Demo, Resources, UnknownResource
 from ponder.strategies.plan_and_solve import PlanAndSolve, PlanAndSolveParams
 from ponder.strategies.testing import ScriptedEngine, details_json
 from tests.unit.strategies.scripts import by_rules, context, user_text
@@ -182,3 +182,16 @@ async def test_auto_cot_clusters_the_engines_embeddings_when_it_has_them(tmp_pat
     demo_questions = [r.prompt for r in ctx.budget.records if r.role == "demo"]
     assert any("Question 1?" in p for p in demo_questions)  # the centre of 0-2
     assert any("Question 4?" in p for p in demo_questions)  # the centre of 3-5
+
+
+def test_operator_files_are_parsed_once_per_version(tmp_path: Path) -> None:
+    demo_file = tmp_path / "demos.jsonl"
+    row = {"question": "1+1?", "rationale": "One and one.", "answer": "2"}
+    demo_file.write_text(json.dumps(row) + "\n")
+    resources = Resources(demo_sets={"gsm": demo_file})
+    first = resources.demos("gsm")
+    assert resources.demos("gsm") is first  # not read again
+    demo_file.write_text(json.dumps(row) + "\n" + json.dumps({**row, "answer": "two"}) + "\n")
+    assert [d.answer for d in resources.demos("gsm")] == ["2", "two"]  # the file changed
+    with pytest.raises(UnknownResource, match="known: gsm"):
+        resources.demos("math")
