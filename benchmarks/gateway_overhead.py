@@ -17,12 +17,12 @@ from pathlib import Path
 
 import httpx
 
+from ponder.server.engines.catalog import SMOLLM2_135M, fetch
 from ponder.server.engines.managed import ManagedEngine, free_port, llamacpp_engine
-from ponder.server.engines.model_files import default_gguf
 from ponder.server.settings import Settings
 
 BODY = {
-    "model": "smollm2",
+    "model": "smollm2-135m",
     "messages": [{"role": "user", "content": "What is 12 plus 30?"}],
     "temperature": 0,
 }
@@ -55,8 +55,8 @@ def main() -> int:
     settings = Settings()
     logs = Path(tempfile.mkdtemp(prefix="ponder-bench-"))
     engine = llamacpp_engine(
-        default_gguf(settings.cache_dir),
-        alias="smollm2",
+        fetch(SMOLLM2_135M, settings.cache_dir),
+        alias="smollm2-135m",
         port=free_port(),
         log_file=logs / "engine.log",
     )

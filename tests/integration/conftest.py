@@ -19,12 +19,12 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from ponder.server.engines.catalog import SMOLLM2_135M, fetch
 from ponder.server.engines.launch import hf_folder_for, vllm_python
 from ponder.server.engines.managed import ManagedEngine, free_port, llamacpp_engine, vllm_engine
-from ponder.server.engines.model_files import default_gguf
 from ponder.server.settings import Settings
 
-MODEL = "smollm2"
+MODEL = "smollm2-135m"
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -47,7 +47,7 @@ def logs(settings: Settings) -> Path:
 
 @pytest.fixture(scope="session")
 def gguf(settings: Settings) -> Path:
-    return default_gguf(settings.cache_dir)
+    return fetch(SMOLLM2_135M, settings.cache_dir)
 
 
 @pytest.fixture(scope="session")

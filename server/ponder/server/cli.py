@@ -17,9 +17,9 @@ import typer
 import uvicorn
 
 from ponder.server.app import SETTINGS_ENV, create_app
+from ponder.server.engines.catalog import CATALOG, ModelFetchError
 from ponder.server.engines.launch import LaunchError, planned_engines
 from ponder.server.engines.managed import EngineStartError, ManagedEngine, free_port
-from ponder.server.engines.model_files import ModelFetchError
 from ponder.server.metrics import MULTIPROC_ENV
 from ponder.server.settings import Settings, load_settings
 
@@ -71,14 +71,24 @@ def serve(
     ] = None,
     vllm_model: Annotated[
         str | None,
-        typer.Option(help="start vLLM engines for this model (one per GPU, or one on CPU)"),
+        typer.Option(
+            help="start vLLM engines for this model (one per GPU, or one on CPU): a Hugging "
+            "Face folder or id, a GGUF file or a name from `ponder models`"
+        ),
     ] = None,
     model: Annotated[
         str | None,
-        typer.Option(help="GGUF file for the embedded engine (default: SmolLM2-135M-Instruct)"),
+        typer.Option(
+            help="the embedded engine's model: a name from `ponder models` (fetched once) "
+            "or a GGUF file (default: smollm2-135m)"
+        ),
     ] = None,
     served_model_name: Annotated[
-        str | None, typer.Option(help="model name of engines Ponder starts")
+        str | None,
+        typer.Option(
+            help="model name of engines Ponder starts (default: the catalog name, or the "
+            "file's name)"
+        ),
     ] = None,
     default_strategy: Annotated[
         str | None, typer.Option(help="strategy for requests that name none")
@@ -168,6 +178,33 @@ def _worker_environment(settings: Settings) -> Iterator[None]:
         os.environ[MULTIPROC_ENV] = directory
         os.environ[SETTINGS_ENV] = settings.model_dump_json()
         yield
+
+
+@app.command("models")
+def list_models(
+    fetch: Annotated[
+        str | None, typer.Option(help="fetch this catalog model now (else on first serve)")
+    ] = None,
+) -> None:
+    """The models `ponder serve --model NAME` can fetch, and which are in the cache."""
+    from ponder.server.engines.catalog import fetch as fetch_model
+
+    cache_dir = load_settings().cache_dir
+    if fetch is not None:
+        if fetch not in CATALOG:
+            typer.echo(
+                f"ponder: no model {fetch!r} in the catalog ({', '.join(CATALOG)})", err=True
+            )
+            raise typer.Exit(2)
+        try:
+            fetch_model(CATALOG[fetch], cache_dir)
+        except ModelFetchError as error:
+            typer.echo(f"ponder: {error}", err=True)
+            raise typer.Exit(1) from None
+    for model in CATALOG.values():
+        where = str(model.path(cache_dir)) if model.is_cached(cache_dir) else "not fetched"
+        typer.echo(f"{model.name:<20} {model.size / 1e6:7.1f} MB  {model.licence:<11} {where}")
+        typer.echo(f"{'':<20} {model.description}")
 
 
 def _dataset_file(dataset: str, data_dir: Path) -> tuple[Path, str | None]:

@@ -92,9 +92,15 @@ class Settings(BaseSettings):
     vllm_args: Annotated[list[str], NoDecode] = Field(default_factory=list)
     vllm_max_model_len: int | None = None
     model: str | None = Field(
-        None, description="GGUF file for the embedded engine (default: SmolLM2-135M-Instruct)"
+        None,
+        description="the embedded engine's model: a catalog name (`ponder models`) or a GGUF "
+        "file (default: smollm2-135m)",
     )
-    served_model_name: str = "smollm2"
+    served_model_name: str | None = Field(
+        None,
+        description="model name of engines Ponder starts (default: the catalog name, or the "
+        "GGUF file's name without .gguf)",
+    )
     embedded_parallel: int = Field(8, ge=1, description="llama.cpp slots decoded together")
     embedded_ctx_per_slot: int = Field(2048, ge=256)
     threads: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)

@@ -14,7 +14,7 @@ def test_a_missing_model_file_is_a_clear_error(tmp_path: Path) -> None:
         env={"PONDER_CACHE_DIR": str(tmp_path)},
     )
     assert result.exit_code == 1
-    assert "missing.gguf does not exist" in result.output
+    assert "missing.gguf is neither a model of the catalog" in result.output
 
 
 def test_bad_settings_exit_2_before_anything_starts(tmp_path: Path) -> None:

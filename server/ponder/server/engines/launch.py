@@ -9,8 +9,8 @@ import sys
 from pathlib import Path
 
 from ponder.server.engines import gguf_to_hf
+from ponder.server.engines.catalog import CATALOG, resolve_model
 from ponder.server.engines.managed import ManagedEngine, free_port, llamacpp_engine, vllm_engine
-from ponder.server.engines.model_files import default_gguf
 from ponder.server.settings import Settings
 
 
@@ -24,14 +24,12 @@ def planned_engines(settings: Settings) -> list[ManagedEngine]:
     logs.mkdir(parents=True, exist_ok=True)
     if settings.vllm_model:
         return _vllm_engines(settings, logs)
-    gguf = Path(settings.model) if settings.model else default_gguf(settings.cache_dir)
-    if not gguf.is_file():
-        raise LaunchError(f"model file {gguf} does not exist")
+    model = resolve_model(settings.model, settings.cache_dir)
     port = free_port()
     return [
         llamacpp_engine(
-            gguf,
-            alias=settings.served_model_name,
+            model.path,
+            alias=settings.served_model_name or model.name,
             port=port,
             parallel=settings.embedded_parallel,
             ctx_per_slot=settings.embedded_ctx_per_slot,
@@ -82,8 +80,11 @@ def _vllm_engines(settings: Settings, logs: Path) -> list[ManagedEngine]:
     assert settings.vllm_model is not None
     python = vllm_python(settings)
     model = settings.vllm_model
-    if model.endswith(".gguf"):
-        model = str(hf_folder_for(python, Path(model), settings.cache_dir))
+    served_name = settings.served_model_name or model
+    if model in CATALOG or model.endswith(".gguf"):
+        gguf = resolve_model(model, settings.cache_dir)
+        served_name = settings.served_model_name or gguf.name
+        model = str(hf_folder_for(python, gguf.path, settings.cache_dir))
     gpus = visible_gpus()
     engines = []
     for gpu in range(gpus) if gpus else [None]:
@@ -92,7 +93,7 @@ def _vllm_engines(settings: Settings, logs: Path) -> list[ManagedEngine]:
             vllm_engine(
                 python,
                 model,
-                served_name=settings.served_model_name,
+                served_name=served_name,
                 port=port,
                 cpu=gpus == 0,
                 gpu=gpu,

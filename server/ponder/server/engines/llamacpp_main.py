@@ -15,7 +15,7 @@ import threading
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--model", required=True, help="path of a GGUF file")
-    parser.add_argument("--alias", default="smollm2", help="model name the engine serves")
+    parser.add_argument("--alias", default="smollm2-135m", help="model name the engine serves")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--parallel", type=int, default=8, help="slots decoded together")
