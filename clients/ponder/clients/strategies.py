@@ -2,7 +2,9 @@
 
 They mirror the server's parameter models (a test keeps them in step); the
 common parameters ``trace``, ``temperature`` and ``max_tokens`` are arguments
-of the request instead.
+of the request instead, but for the strategies that sample drafts:
+their ``temperature`` is the drafts' (0.7 by default, even for a greedy
+request).
 """
 
 from __future__ import annotations
@@ -12,6 +14,9 @@ from typing import Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 AnswerFormat = Literal["numeric", "choice", "yes_no", "free"]
+
+#: The server's default temperature of drafts (self_consistency, sr's first draft, pdr).
+DRAFT_TEMPERATURE = 0.7
 
 
 class Strategy(BaseModel):
@@ -90,6 +95,7 @@ class SelfConsistency(Strategy):
 
     name: ClassVar[str] = "self_consistency"
     n: int = Field(8, ge=1, le=64)
+    temperature: float | None = Field(DRAFT_TEMPERATURE, ge=0.0, le=2.0)
 
 
 class SR(Strategy):
@@ -98,6 +104,7 @@ class SR(Strategy):
     name: ClassVar[str] = "sr"
     rounds: int = Field(2, ge=1, le=32)
     error_analysis: bool = False
+    temperature: float | None = Field(DRAFT_TEMPERATURE, ge=0.0, le=2.0)
 
 
 class PDR(Strategy):
@@ -111,6 +118,8 @@ class PDR(Strategy):
     k: int = Field(2, ge=1, le=16)
     scorer: Literal["agreement", "verify"] = "agreement"
     workspace_tokens: int = Field(1024, ge=32, le=32768)
+    summary_input_tokens: int = Field(1024, ge=64, le=131072)
+    temperature: float | None = Field(DRAFT_TEMPERATURE, ge=0.0, le=2.0)
 
     @field_validator("schedule")
     @classmethod

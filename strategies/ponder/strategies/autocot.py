@@ -126,7 +126,7 @@ async def _try_question(ctx: StrategyContext, question: str, params: TwoStagePar
             ctx.chat(second),
             role="demo",
             round=0,
-            sampling=ctx.sampling_for(params, max_tokens=params.extract_max_tokens),
+            sampling=ctx.auxiliary_sampling(params, max_tokens=params.extract_max_tokens),
         )
         answer = extract_answer(reply.choices[0].text)
     if answer is None:

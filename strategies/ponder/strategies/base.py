@@ -31,6 +31,10 @@ class StrategyInputError(ValueError):
     """The request asks for something the strategy cannot do (a 400, not a crash)."""
 
 
+#: The temperature drafts are sampled at by strategies whose drafts must differ.
+DRAFT_TEMPERATURE = 0.7
+
+
 class StrategyParams(BaseModel):
     """Parameters every strategy accepts; strategies subclass this."""
 
@@ -38,10 +42,27 @@ class StrategyParams(BaseModel):
 
     trace: bool = Field(False, description="Return every engine call in `ponder.trace`.")
     temperature: float | None = Field(
-        None, ge=0.0, le=2.0, description="Sampling temperature of the strategy's calls."
+        None,
+        ge=0.0,
+        le=2.0,
+        description="Sampling temperature of the calls that write drafts or the answer "
+        "(default: the request's).",
     )
     max_tokens: int | None = Field(
         None, ge=1, description="Output tokens per engine call (defaults to the request's)."
+    )
+
+
+class DraftingParams(StrategyParams):
+    """Parameters of strategies that sample several drafts: they must differ to be useful,
+    so drafts are sampled at a temperature even when the request is greedy."""
+
+    temperature: float | None = Field(
+        DRAFT_TEMPERATURE,
+        ge=0.0,
+        le=2.0,
+        description="sampling temperature of the drafts, even when the request is greedy; "
+        "calls that distill, verify or extract stay greedy unless the request sets a temperature",
     )
 
 
@@ -94,7 +115,8 @@ class StrategyContext:
         return self.on_delta is not None
 
     def sampling_for(self, params: StrategyParams, **overrides: Any) -> Sampling:
-        """The request's sampling with the strategy's own overrides applied."""
+        """The request's sampling with the strategy's own overrides (temperature, max_tokens)
+        applied: for the calls that write drafts or answers."""
         sampling = replace(
             self.sampling,
             temperature=self.sampling.temperature
@@ -103,6 +125,21 @@ class StrategyContext:
             max_tokens=self.sampling.max_tokens if params.max_tokens is None else params.max_tokens,
         )
         return replace(sampling, **overrides) if overrides else sampling
+
+    def request_sampling(self, params: StrategyParams, **overrides: Any) -> Sampling:
+        """The request's own sampling (the strategy's ``max_tokens`` applied, not its
+        temperature): for calls that follow the request, such as refinements."""
+        sampling = replace(
+            self.sampling,
+            max_tokens=self.sampling.max_tokens if params.max_tokens is None else params.max_tokens,
+        )
+        return replace(sampling, **overrides) if overrides else sampling
+
+    def auxiliary_sampling(self, params: StrategyParams, **overrides: Any) -> Sampling:
+        """For calls that judge, distill, verify or extract: greedy unless the request set a
+        temperature itself."""
+        temperature = 0.0 if self.sampling.temperature is None else self.sampling.temperature
+        return self.request_sampling(params, **{"temperature": temperature, **overrides})
 
     async def progress(self, note: str) -> None:
         if self.on_progress is not None:

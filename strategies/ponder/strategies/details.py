@@ -22,6 +22,8 @@ class WorkspaceInfo(BaseModel):
 
     tokens: int
     cut: Cut | None = None
+    #: A workspace of several drafts: each draft's cut (None: kept whole).
+    draft_cuts: list[Cut | None] | None = None
 
     @classmethod
     def of(cls, workspace: Workspace) -> WorkspaceInfo:

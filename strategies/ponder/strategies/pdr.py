@@ -14,29 +14,32 @@ from __future__ import annotations
 import asyncio
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from ponder.strategies import prompts
 from ponder.strategies.answers import answer_note, stated
 from ponder.strategies.base import (
     Annotate,
     Answer,
+    DraftingParams,
     Strategy,
     StrategyContext,
-    StrategyParams,
     StrategyResult,
 )
 from ponder.strategies.details import Details, WorkspaceInfo
 from ponder.strategies.engine import Choice
 from ponder.strategies.limits import Limits
 from ponder.workspace import (
+    MIN_DRAFT_SHARE,
+    Cut,
     Distill,
     Workspace,
     agreement_ranking,
+    bound_drafts,
     bound_text,
+    minimum_bound,
     per_sample_top_k,
     random_k,
-    render_drafts,
     score_ranking,
     shared_top_k,
     summary_prompt,
@@ -45,7 +48,7 @@ from ponder.workspace import (
 )
 
 
-class PDRParams(StrategyParams):
+class PDRParams(DraftingParams):
     schedule: list[int] = Field(
         default=[8, 4, 1],
         min_length=1,
@@ -57,8 +60,31 @@ class PDRParams(StrategyParams):
         "agreement", description="top-k ranks drafts by answer agreement or a verification call"
     )
     workspace_tokens: int = Field(
-        1024, ge=32, le=32768, description="bound of a workspace, in the engine's tokens"
+        1024,
+        ge=32,
+        le=32768,
+        description="bound of a workspace, in the engine's tokens; top-k and random-k give "
+        "each kept draft a share, its conclusion kept",
     )
+    summary_input_tokens: int = Field(
+        1024,
+        ge=64,
+        le=131072,
+        description="global_summary: bound of the drafts the summary call reads (each draft "
+        "a share, its conclusion kept), so the call fits the engine's context",
+    )
+
+    @model_validator(mode="after")
+    def _workspace_holds_k_conclusions(self) -> PDRParams:
+        if self.distill is not Distill.GLOBAL_SUMMARY and len(self.schedule) > 1:
+            kept = min(self.k, max(self.schedule[:-1]))
+            if self.workspace_tokens < minimum_bound(kept):
+                raise ValueError(
+                    f"workspace_tokens {self.workspace_tokens} cannot hold the conclusions of "
+                    f"k={kept} drafts ({MIN_DRAFT_SHARE} tokens each); the smallest workable "
+                    f"workspace_tokens is {minimum_bound(kept)}"
+                )
+        return self
 
     @field_validator("schedule")
     @classmethod
@@ -68,6 +94,10 @@ class PDRParams(StrategyParams):
         if schedule[-1] != 1:
             raise ValueError("the last round of the schedule must have 1 draft")
         return schedule
+
+
+#: A workspace a draft reads, and what the trace and details say of it (None: round 1's).
+Read = tuple[Workspace, "WorkspaceInfo | None"]
 
 
 class PDRRound(BaseModel):
@@ -80,6 +110,8 @@ class PDRRound(BaseModel):
     distill: Distill
     #: Top-k and random-k: the drafts each next call reads, by index.
     selections: list[list[int]] | None = None
+    #: Global summary: the drafts as the summary call read them, each within its share.
+    summary_input: WorkspaceInfo | None = None
     workspaces: list[WorkspaceInfo]
 
 
@@ -112,15 +144,15 @@ class PDR(Strategy[PDRParams]):
     async def run(self, ctx: StrategyContext) -> StrategyResult:
         schedule = self.params.schedule
         sampling = ctx.sampling_for(self.params)
-        workspaces = [Workspace("", 0)]  # round 1 reads none
+        workspaces: list[Read] = [(Workspace("", 0), None)]  # round 1 reads none
         rounds: list[PDRRound] = []
         drafts: list[Choice] = []
         for round_, degree in enumerate(schedule, 1):
             last = round_ == len(schedule)
             await ctx.progress(f"round {round_} of {len(schedule)}: {degree} drafts")
             if len(workspaces) == 1:
-                prompt = ctx.chat(prompts.from_workspace(ctx.question, workspaces[0].text))
-                note = _reads(workspaces[0], round_)
+                prompt = ctx.chat(prompts.from_workspace(ctx.question, workspaces[0][0].text))
+                note = _reads(workspaces[0][1])
                 if last:
                     drafts = [
                         await ctx.final(
@@ -151,7 +183,7 @@ class PDR(Strategy[PDRParams]):
         )
 
     async def _per_call_drafts(
-        self, ctx: StrategyContext, workspaces: list[Workspace], round_: int
+        self, ctx: StrategyContext, workspaces: list[Read], round_: int
     ) -> list[Choice]:
         sampling = ctx.sampling_for(self.params)
         with ctx.budget.parallel():
@@ -163,33 +195,37 @@ class PDR(Strategy[PDRParams]):
                         round=round_,
                         index=i,
                         sampling=sampling,
-                        annotate=_reads(workspace, round_),
+                        annotate=_reads(info),
                     )
-                    for i, workspace in enumerate(workspaces)
+                    for i, (workspace, info) in enumerate(workspaces)
                 )
             )
         return [generation.choices[0] for generation in generations]
 
     async def _distill(
         self, ctx: StrategyContext, drafts: list[Choice], calls: int, round_: int, degree: int
-    ) -> tuple[list[Workspace], PDRRound]:
+    ) -> tuple[list[Read], PDRRound]:
         """The next round's workspaces (one, shared, or one per call) and what was done."""
         params = self.params
         texts = [draft.text for draft in drafts]
         bound = params.workspace_tokens
+        count = ctx.engine.count_tokens
         if params.distill is Distill.GLOBAL_SUMMARY:
+            read = await bound_drafts(texts, params.summary_input_tokens, count)
             summary = await ctx.generate(
-                ctx.chat(summary_prompt(ctx.question, texts)),
+                ctx.chat(summary_prompt(ctx.question, texts, rendered=read.workspace.text)),
                 role="distill",
                 round=round_,
-                sampling=ctx.sampling_for(params, max_tokens=bound),
+                sampling=ctx.auxiliary_sampling(params, max_tokens=bound),
             )
-            workspace = await bound_text(summary.choices[0].text, bound, ctx.engine.count_tokens)
-            return [workspace], PDRRound(
+            workspace = await bound_text(summary.choices[0].text, bound, count)
+            info = WorkspaceInfo.of(workspace)
+            return [(workspace, info)], PDRRound(
                 round=round_,
                 drafts=degree,
                 distill=params.distill,
-                workspaces=[WorkspaceInfo.of(workspace)],
+                summary_input=_info(read.workspace, read.cuts),
+                workspaces=[info],
             )
         if params.distill is Distill.RANDOM_K:
             selections = random_k(len(texts), params.k, calls, seed=ctx.seed + round_)
@@ -198,27 +234,25 @@ class PDR(Strategy[PDRParams]):
             pick = shared_top_k if params.distill is Distill.SHARED_TOP_K else per_sample_top_k
             selections = pick(ranking, params.k, calls)
         distinct = sorted({tuple(selection) for selection in selections})
-        bounded = {
-            selection: await bound_text(
-                render_drafts([texts[i] for i in selection]), bound, ctx.engine.count_tokens
-            )
-            for selection in distinct
-        }
-        info = PDRRound(
+        bounded: dict[tuple[int, ...], Read] = {}
+        for selection in distinct:
+            kept = await bound_drafts([texts[i] for i in selection], bound, count)
+            bounded[selection] = (kept.workspace, _info(kept.workspace, kept.cuts))
+        done = PDRRound(
             round=round_,
             drafts=degree,
             distill=params.distill,
             selections=selections,
-            workspaces=[WorkspaceInfo.of(bounded[s]) for s in distinct],
+            workspaces=[info for _, info in (bounded[s] for s in distinct)],
         )
         if len(distinct) == 1:
-            return [bounded[distinct[0]]], info
-        return [bounded[tuple(selection)] for selection in selections], info
+            return [bounded[distinct[0]]], done
+        return [bounded[tuple(selection)] for selection in selections], done
 
     async def _ranking(self, ctx: StrategyContext, texts: list[str], round_: int) -> list[int]:
         if self.params.scorer == "agreement":
             return agreement_ranking([stated(text) for text in texts])
-        sampling = ctx.sampling_for(self.params, max_tokens=16)
+        sampling = ctx.auxiliary_sampling(self.params, max_tokens=16)
         with ctx.budget.parallel():
             replies = await asyncio.gather(
                 *(
@@ -236,17 +270,22 @@ class PDR(Strategy[PDRParams]):
         return score_ranking([verified(reply.choices[0].text) for reply in replies])
 
 
-def workspace_note(workspace: Workspace) -> dict[str, Any]:
-    """A workspace's size in the engine's tokens, and its cut when it had to be cut."""
-    return WorkspaceInfo.of(workspace).model_dump(mode="json")
+def _info(workspace: Workspace, cuts: tuple[Cut | None, ...]) -> WorkspaceInfo:
+    return WorkspaceInfo(
+        tokens=workspace.tokens,
+        cut=workspace.cut,
+        draft_cuts=list(cuts) if any(cut is not None for cut in cuts) else None,
+    )
 
 
-def _reads(workspace: Workspace, round_: int) -> Annotate:
-    """The trace note of a draft: its answer and, after round 1, the workspace it read."""
-    if round_ == 1:
+def _reads(info: WorkspaceInfo | None) -> Annotate:
+    """The trace note of a draft: its answer and, after round 1, the workspace it read (its
+    size, its cut and each kept draft's cut)."""
+    if info is None:
         return answer_note
+    shown = info.model_dump(mode="json", exclude_none=True)
 
     def note(choice: Choice) -> dict[str, Any]:
-        return {**answer_note(choice), "workspace": workspace_note(workspace)}
+        return {**answer_note(choice), "workspace": shown}
 
     return note

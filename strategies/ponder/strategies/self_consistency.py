@@ -17,26 +17,17 @@ from ponder.strategies import prompts
 from ponder.strategies.answers import answer_note, extract_answer, vote
 from ponder.strategies.base import (
     Answer,
+    DraftingParams,
     Strategy,
     StrategyContext,
-    StrategyParams,
     StrategyResult,
 )
 from ponder.strategies.details import Details
 from ponder.strategies.limits import Limits
 
-DEFAULT_TEMPERATURE = 0.7
 
-
-class SelfConsistencyParams(StrategyParams):
+class SelfConsistencyParams(DraftingParams):
     n: int = Field(8, ge=1, le=64, description="rationales sampled and voted on")
-    temperature: float | None = Field(
-        None,
-        gt=0.0,
-        le=2.0,
-        description=f"sampling temperature (default: the request's if above 0, "
-        f"else {DEFAULT_TEMPERATURE})",
-    )
 
 
 class VoteDetails(Details):
@@ -60,11 +51,7 @@ class SelfConsistency(Strategy[SelfConsistencyParams]):
         return self.params.n
 
     async def run(self, ctx: StrategyContext) -> StrategyResult:
-        temperature = self.params.temperature
-        if temperature is None:
-            requested = ctx.sampling.temperature
-            temperature = requested if requested else DEFAULT_TEMPERATURE
-        sampling = ctx.sampling_for(self.params, temperature=temperature)
+        sampling = ctx.sampling_for(self.params)
         await ctx.progress(f"sampling {self.params.n} rationales")
         prompt = ctx.chat(prompts.qa(ctx.question, prompts.COT_TRIGGER))
         generation = await ctx.generate(

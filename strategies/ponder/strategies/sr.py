@@ -17,15 +17,15 @@ from ponder.strategies import prompts
 from ponder.strategies.answers import answer_note
 from ponder.strategies.base import (
     Answer,
+    DraftingParams,
     Strategy,
     StrategyContext,
-    StrategyParams,
     StrategyResult,
 )
 from ponder.strategies.limits import Limits
 
 
-class SRParams(StrategyParams):
+class SRParams(DraftingParams):
     rounds: int = Field(2, ge=1, le=32, description="refinements after the first draft")
     error_analysis: bool = Field(False, description="an error-analysis call before each refinement")
 
@@ -43,14 +43,17 @@ class SequentialRefinement(Strategy[SRParams]):
         return 1 + self.params.rounds * (2 if self.params.error_analysis else 1)
 
     async def run(self, ctx: StrategyContext) -> StrategyResult:
-        sampling = ctx.sampling_for(self.params)
+        # The first draft is sampled (the parameter's temperature); refinements follow the
+        # request, and the error analysis is greedy unless the request sets a temperature.
+        sampling = ctx.request_sampling(self.params)
+        critique_sampling = ctx.auxiliary_sampling(self.params)
         question = ctx.question
         await ctx.progress(f"round 1 of {self.params.rounds + 1}: draft")
         draft = await ctx.generate(
             ctx.chat(prompts.solve(question)),
             role="draft",
             round=1,
-            sampling=sampling,
+            sampling=ctx.sampling_for(self.params),
             annotate=answer_note,
         )
         solution = draft.choices[0]
@@ -62,7 +65,7 @@ class SequentialRefinement(Strategy[SRParams]):
                     ctx.chat(prompts.error_analysis(question, solution.text)),
                     role="verify",
                     round=round_,
-                    sampling=sampling,
+                    sampling=critique_sampling,
                 )
                 analysis = critique.choices[0].text
             prompt = ctx.chat(prompts.refinement(question, solution.text, analysis))

@@ -52,7 +52,7 @@ async def reason_then_extract(
         role="extract",
         round=round,
         prefix=joint,
-        sampling=ctx.sampling_for(params, max_tokens=params.extract_max_tokens),
+        sampling=ctx.auxiliary_sampling(params, max_tokens=params.extract_max_tokens),
         annotate=answer_note,
     )
     return Answer(

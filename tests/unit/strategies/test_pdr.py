@@ -73,22 +73,63 @@ async def test_round_prompts_read_only_the_latest_workspace() -> None:
     assert summary_prompt.count("### Attempt") == 3
 
 
-async def test_the_workspace_is_bounded_in_engine_tokens_and_the_cut_traced() -> None:
-    engine = ScriptedEngine(script=lambda prompt, index: LONG_SUMMARY)
+def long_draft(index: int) -> str:
+    steps = " ".join(f"Step {n} of attempt {index} adds more words." for n in range(30))
+    return f"Attempt {index} reads the problem. {steps} So the answer is {40 + index}."
+
+
+async def test_every_kept_draft_and_its_answer_reach_the_next_round_within_the_bound() -> None:
+    # The case: 4 drafts of ~300 words, k=2 kept, a 256-token workspace; before the
+    # fix the next round read the first 256 tokens of one draft and no answer at all.
+    engine = ScriptedEngine(script=lambda prompt, index: long_draft(index))
     ctx = context(engine, QUESTION)
     result = await PDR(
-        PDRParams(schedule=[2, 1], distill="shared_top_k", k=2, workspace_tokens=40)
+        PDRParams(schedule=[4, 1], distill="shared_top_k", k=2, workspace_tokens=256)
     ).run(ctx)
-    final = ctx.budget.records[-1]
-    note = final.meta["workspace"]
-    assert note["tokens"] <= 40
-    assert note["cut"]["original_tokens"] > 40
-    assert note["cut"]["at"] == "sentence"
     final_prompt = user_text(engine.calls[-1].prompt)
     notes = final_prompt.split("(they may contain errors):\n", 1)[1].split("\n\nUsing what", 1)[0]
-    assert len(notes.split()) <= 40  # the scripted engine counts words as tokens
-    assert notes.endswith("forty two.")  # cut at a sentence end
+    assert len(notes.split()) <= 256  # the scripted engine counts words as tokens
+    assert notes.count("### Attempt") == 2
+    assert "So the answer is 40." in notes
+    assert "So the answer is 41." in notes
+    assert notes.count("tokens elided ...]") == 2
+    note = ctx.budget.records[-1].meta["workspace"]
+    assert note["tokens"] <= 256
+    assert note["cut"]["at"] == "per-draft"
+    assert [cut["at"] for cut in note["draft_cuts"]] == ["middle", "middle"]
+    assert all(cut["kept_tokens"] <= 128 for cut in note["draft_cuts"])
     assert details_json(result)["rounds"][0]["workspaces"] == [note]
+
+
+def test_a_workspace_too_small_for_k_conclusions_names_the_smallest_workable() -> None:
+    with pytest.raises(ValueError, match="smallest workable workspace_tokens is 144"):
+        PDRParams(schedule=[4, 1], distill="shared_top_k", k=3, workspace_tokens=100)
+    PDRParams(schedule=[4, 1], distill="global_summary", workspace_tokens=100)  # no k there
+
+
+async def test_the_summary_reads_every_draft_within_its_input_bound() -> None:
+    engine = engine_for_summary("The drafts agree on 41.")
+    engine.script = by_rules(
+        ("Write a concise summary", lambda p, i: "The drafts agree on 41."),
+        default=lambda p, i: long_draft(i),
+    )
+    ctx = context(engine, QUESTION)
+    result = await PDR(PDRParams(schedule=[4, 1], summary_input_tokens=200)).run(ctx)
+    summary_prompt = user_text(engine.calls[1].prompt)
+    for index in range(4):
+        assert f"So the answer is {40 + index}." in summary_prompt
+    read = details_json(result)["rounds"][0]["summary_input"]
+    assert read["tokens"] <= 200
+    assert len(read["draft_cuts"]) == 4
+
+
+async def test_drafts_are_sampled_and_the_distill_call_is_greedy_for_a_greedy_request() -> None:
+    engine = engine_for_summary("Short summary.")
+    ctx = context(engine, QUESTION)
+    ctx.sampling = ctx.sampling.__class__(max_tokens=64, temperature=0)
+    await PDR(PDRParams(schedule=[2, 1])).run(ctx)
+    temperatures = [(call.n, call.sampling.temperature) for call in engine.calls]
+    assert temperatures == [(2, 0.7), (1, 0.0), (1, 0.7)]
 
 
 async def test_the_summary_is_bounded_by_its_call_and_traced_on_the_next_round() -> None:

@@ -34,17 +34,30 @@ async def test_self_consistency_samples_in_one_call_and_votes() -> None:
     assert (usage.calls, usage.drafts, usage.rounds) == (1, 5, 1)
 
 
-async def test_self_consistency_keeps_a_positive_request_temperature() -> None:
+@pytest.mark.parametrize(("requested", "drafts"), [(0.0, 0.7), (None, 0.7), (1.1, 0.7)])
+async def test_self_consistency_samples_at_its_own_temperature(
+    requested: float | None, drafts: float
+) -> None:
     engine = ScriptedEngine(script=lambda prompt, index: "The answer is 1.")
     ctx = context(engine)
-    ctx.sampling = ctx.sampling.__class__(max_tokens=64, temperature=1.1)
+    ctx.sampling = ctx.sampling.__class__(max_tokens=64, temperature=requested)
     await SelfConsistency(SelfConsistencyParams(n=2)).run(ctx)
-    assert engine.calls[0].sampling.temperature == 1.1
+    assert engine.calls[0].sampling.temperature == drafts
+    await SelfConsistency(SelfConsistencyParams(n=2, temperature=1.0)).run(ctx)
+    assert engine.calls[1].sampling.temperature == 1.0
 
 
-def test_self_consistency_temperature_zero_is_refused() -> None:
-    with pytest.raises(ValueError, match="greater than 0"):
-        SelfConsistencyParams(temperature=0)
+async def test_sr_samples_its_first_draft_and_refines_as_the_request_asks() -> None:
+    engine = ScriptedEngine(script=lambda prompt, index: "The answer is 1.")
+    ctx = context(engine)
+    ctx.sampling = ctx.sampling.__class__(max_tokens=64, temperature=0.0)
+    await SequentialRefinement(SRParams(rounds=1, error_analysis=True)).run(ctx)
+    assert [call.sampling.temperature for call in engine.calls] == [0.7, 0.0, 0.0]
+
+
+def test_self_consistency_temperature_above_two_is_refused() -> None:
+    with pytest.raises(ValueError, match="less than or equal to 2"):
+        SelfConsistencyParams(temperature=2.5)
 
 
 def test_self_consistency_over_the_draft_cap_names_it() -> None:

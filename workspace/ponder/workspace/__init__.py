@@ -8,6 +8,15 @@ need and what they do with the answer; the strategy makes the call.
 """
 
 from ponder.workspace.bound import Cut, TokenCounter, Workspace, bound_text
+from ponder.workspace.conclusion import (
+    MIN_DRAFT_SHARE,
+    BoundDrafts,
+    WorkspaceTooSmall,
+    bound_drafts,
+    fair_shares,
+    keep_conclusion,
+    minimum_bound,
+)
 from ponder.workspace.operators import (
     Distill,
     agreement_ranking,
@@ -22,12 +31,19 @@ from ponder.workspace.operators import (
 )
 
 __all__ = [
+    "MIN_DRAFT_SHARE",
+    "BoundDrafts",
     "Cut",
     "Distill",
     "TokenCounter",
     "Workspace",
+    "WorkspaceTooSmall",
     "agreement_ranking",
+    "bound_drafts",
     "bound_text",
+    "fair_shares",
+    "keep_conclusion",
+    "minimum_bound",
     "per_sample_top_k",
     "random_k",
     "render_drafts",

@@ -29,11 +29,13 @@ def render_drafts(drafts: Sequence[str], *, label: str = "Attempt") -> str:
     return "\n\n".join(f"### {label} {i + 1}\n{draft.strip()}" for i, draft in enumerate(drafts))
 
 
-def summary_prompt(question: str, drafts: Sequence[str]) -> str:
-    """The prompt of the global-summary call."""
+def summary_prompt(question: str, drafts: Sequence[str], *, rendered: str | None = None) -> str:
+    """The prompt of the global-summary call (``rendered``: the drafts already rendered and
+    bounded)."""
+    attempts = rendered if rendered is not None else render_drafts(drafts)
     return (
         f"Below are {len(drafts)} attempts at the same problem. They may contain errors.\n\n"
-        f"Problem:\n{question}\n\n{render_drafts(drafts)}\n\n"
+        f"Problem:\n{question}\n\n{attempts}\n\n"
         "Write a concise summary for the next attempt at this problem. Cover:\n"
         "1. Agreements: results the attempts share.\n"
         "2. Contradictions: where they differ, and which is more likely right.\n"
