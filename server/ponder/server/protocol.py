@@ -131,6 +131,8 @@ class TraceCall(BaseModel):
     prompt_tokens: int
     completion_tokens: int
     meta: dict[str, Any] | None = None
+    #: A reasoning model's thinking before ``output``.
+    reasoning: str | None = None
 
 
 class PonderInfo(BaseModel):

@@ -41,6 +41,7 @@ def info_of(plan: Plan, outcome: Outcome, *, caching: bool) -> PonderInfo:
                 prompt_tokens=r.prompt_tokens,
                 completion_tokens=r.completion_tokens,
                 meta=r.meta or None,
+                reasoning=r.reasoning or None,
             )
             for r in run.records
         ]

@@ -41,6 +41,8 @@ class CallRecord:
     completion_tokens: int
     #: What the strategy learnt of this sample: its answer, a workspace's cut, ...
     meta: dict[str, Any] = field(default_factory=dict)
+    #: A reasoning model's thinking before ``output`` (empty for other models).
+    reasoning: str = ""
 
     @property
     def tokens(self) -> int:
@@ -116,6 +118,7 @@ class Budget:
                     prompt_tokens=generation.prompt_tokens,
                     completion_tokens=choice.completion_tokens,
                     meta={"cached": True} if generation.cached else {},
+                    reasoning=choice.reasoning,
                 )
             )
         self.records.extend(added)

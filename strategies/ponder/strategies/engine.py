@@ -64,11 +64,16 @@ class Sampling:
 
 @dataclass(frozen=True, slots=True)
 class Choice:
-    """One generated sample and the tokens it took."""
+    """One generated sample and the tokens it took.
+
+    ``text`` is the final part of the sample; a reasoning model's thinking is
+    in ``reasoning`` (see :mod:`ponder.strategies.thinking`).
+    """
 
     text: str
     completion_tokens: int
     finish_reason: str | None = None
+    reasoning: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -340,3 +340,67 @@ async def test_embeddings_when_the_engine_serves_them_and_none_when_not() -> Non
         return httpx.Response(501, json={"error": {"message": "start with --embeddings"}})
 
     assert await engine(unsupported, EngineKind.LLAMACPP).embed(["a"]) is None
+
+
+async def test_thinking_is_kept_apart_from_the_answer() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(
+            200,
+            json={
+                "model": "m",
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"content": "The answer is 4.", "reasoning_content": "2+2"},
+                        "finish_reason": "stop",
+                    },
+                    {
+                        "index": 1,
+                        "message": {"content": "<think>two and two</think>\nThe answer is 4."},
+                        "finish_reason": "stop",
+                    },
+                ],
+                "usage": {"prompt_tokens": 7, "completion_tokens": 9},
+            },
+        )
+
+    generation = await engine(handler).generate(PROMPT, n=2, sampling=Sampling())
+    assert [(c.reasoning, c.text) for c in generation.choices] == [
+        ("2+2", "The answer is 4."),
+        ("two and two", "The answer is 4."),
+    ]
+
+
+async def test_a_stream_passes_on_only_the_answer_and_ends_with_the_thinking() -> None:
+    deltas = [
+        {"reasoning_content": "Two "},
+        {"reasoning_content": "and two."},
+        {"content": "<thi"},
+        {"content": "nk>more</think>"},
+        {"content": " The answer"},
+        {"content": " is 4."},
+    ]
+    lines = [
+        "data: " + json.dumps({"choices": [{"index": 0, "delta": delta}]}) for delta in deltas
+    ]
+    lines.append(
+        "data: "
+        + json.dumps(
+            {
+                "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": 3, "completion_tokens": 8},
+            }
+        )
+    )
+    lines.append("data: [DONE]")
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, text="\n\n".join(lines) + "\n\n")
+
+    events = [event async for event in engine(handler).stream(PROMPT, sampling=Sampling())]
+    streamed = "".join(event.text for event in events if isinstance(event, TextDelta))
+    end = events[-1]
+    assert isinstance(end, StreamEnd)
+    assert streamed == "The answer is 4."
+    assert end.choice.text == "The answer is 4."
+    assert end.choice.reasoning == "Two and two.more"

@@ -111,6 +111,7 @@ def _encode(choice: Choice, prompt_tokens: int) -> bytes:
             "text": choice.text,
             "completion_tokens": choice.completion_tokens,
             "finish_reason": choice.finish_reason,
+            "reasoning": choice.reasoning,
             "prompt_tokens": prompt_tokens,
         },
         separators=(",", ":"),
@@ -118,4 +119,9 @@ def _encode(choice: Choice, prompt_tokens: int) -> bytes:
 
 
 def _choice(entry: dict[str, Any]) -> Choice:
-    return Choice(entry["text"], entry["completion_tokens"], entry["finish_reason"])
+    return Choice(
+        entry["text"],
+        entry["completion_tokens"],
+        entry["finish_reason"],
+        entry.get("reasoning") or "",
+    )

@@ -33,6 +33,7 @@ from ponder.strategies.engine import (
     StreamEvent,
     TextDelta,
 )
+from ponder.strategies.thinking import ThinkingFilter, split_thinking
 
 logger = logging.getLogger(__name__)
 
@@ -180,14 +181,20 @@ class HTTPEngine:
         path, body = self._request(prompt, sampling, n=n)
         payload = await self._with_retries(lambda: self._post_json(path, body))
         choices_json = sorted(payload.get("choices") or [], key=lambda c: c.get("index", 0))
-        texts = [_choice_text(choice) for choice in choices_json]
+        parts = [_choice_parts(choice) for choice in choices_json]
+        texts = [text for _, text in parts]
         usage = payload.get("usage") or {}
         prompt_tokens = int(usage.get("prompt_tokens") or 0)
         counts = await self._completion_counts(choices_json, texts, usage)
         return Generation(
             choices=tuple(
-                Choice(text=text, completion_tokens=count, finish_reason=c.get("finish_reason"))
-                for text, count, c in zip(texts, counts, choices_json, strict=True)
+                Choice(
+                    text=text,
+                    completion_tokens=count,
+                    finish_reason=c.get("finish_reason"),
+                    reasoning=reasoning,
+                )
+                for (reasoning, text), count, c in zip(parts, counts, choices_json, strict=True)
             ),
             prompt_tokens=prompt_tokens,
             model=str(payload.get("model") or self._model),
@@ -228,6 +235,8 @@ class HTTPEngine:
 
     async def _stream_once(self, path: str, body: dict[str, Any]) -> AsyncIterator[StreamEvent]:
         parts: list[str] = []
+        thinking: list[str] = []
+        inline = ThinkingFilter()
         usage: dict[str, Any] = {}
         finish_reason: str | None = None
         token_ids: list[int] | None = None
@@ -245,13 +254,20 @@ class HTTPEngine:
                 usage = chunk.get("usage") or usage
                 model = str(chunk.get("model") or model)
                 for choice in chunk.get("choices") or []:
-                    text = _delta_text(choice)
+                    reasoning, text = _delta_parts(choice)
+                    thought, text = inline.feed(text)
+                    thinking.append(reasoning + thought)
                     if text:
                         parts.append(text)
                         yield TextDelta(text)
                     if isinstance(choice.get("token_ids"), list):
                         token_ids = (token_ids or []) + choice["token_ids"]
                     finish_reason = choice.get("finish_reason") or finish_reason
+        thought, rest = inline.close()
+        if rest:
+            parts.append(rest)
+            yield TextDelta(rest)
+        thinking.append(thought)
         text = "".join(parts)
         if token_ids is not None:
             completion_tokens = len(token_ids)
@@ -261,7 +277,10 @@ class HTTPEngine:
             completion_tokens = await self.count_tokens(text)
         yield StreamEnd(
             choice=Choice(
-                text=text, completion_tokens=completion_tokens, finish_reason=finish_reason
+                text=text,
+                completion_tokens=completion_tokens,
+                finish_reason=finish_reason,
+                reasoning="".join(thinking).strip(),
             ),
             prompt_tokens=int(usage.get("prompt_tokens") or 0),
             model=model,
@@ -392,16 +411,29 @@ def _message_json(message: Message) -> dict[str, str]:
     return {"role": message.role, "content": message.content}
 
 
-def _choice_text(choice: dict[str, Any]) -> str:
+def _reasoning_field(message: dict[str, Any]) -> str:
+    # vLLM's reasoning parsers and llama.cpp's --reasoning-format: reasoning_content;
+    # newer vLLM releases: reasoning.
+    return str(message.get("reasoning_content") or message.get("reasoning") or "")
+
+
+def _choice_parts(choice: dict[str, Any]) -> tuple[str, str]:
+    """A choice's (thinking, final text): a reasoning field, or inline <think>."""
     if "message" in choice:
-        return str((choice["message"] or {}).get("content") or "")
-    return str(choice.get("text") or "")
+        message = choice["message"] or {}
+        field, content = _reasoning_field(message), str(message.get("content") or "")
+    else:
+        field, content = "", str(choice.get("text") or "")
+    inline, final = split_thinking(content)
+    return "\n".join(part for part in (field.strip(), inline) if part), final
 
 
-def _delta_text(choice: dict[str, Any]) -> str:
+def _delta_parts(choice: dict[str, Any]) -> tuple[str, str]:
+    """A streamed delta's (thinking, text); inline <think> is left to the stream's filter."""
     if "delta" in choice:
-        return str((choice["delta"] or {}).get("content") or "")
-    return str(choice.get("text") or "")
+        delta = choice["delta"] or {}
+        return _reasoning_field(delta), str(delta.get("content") or "")
+    return "", str(choice.get("text") or "")
 
 
 def _error_message(payload: Any) -> str:
