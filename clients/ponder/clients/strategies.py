@@ -25,6 +25,8 @@ class Strategy(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: ClassVar[str]
+    #: What an answer is, for extraction, votes and rankings.
+    answer_format: AnswerFormat = "numeric"
 
     def to_ponder(self) -> dict[str, Any]:
         return {"strategy": self.name, **self.model_dump(exclude_defaults=True, mode="json")}
@@ -38,7 +40,8 @@ class Custom(Strategy):
     strategy_name: str = Field(min_length=1)
 
     def to_ponder(self) -> dict[str, Any]:
-        return {"strategy": self.strategy_name, **(self.model_extra or {})}
+        fields = self.model_dump(exclude_defaults=True, exclude={"strategy_name"}, mode="json")
+        return {"strategy": self.strategy_name, **fields, **(self.model_extra or {})}
 
 
 class Direct(Strategy):
@@ -61,7 +64,6 @@ class CoT(Strategy):
     demos: str | list[Demo] | None = None
     n_demos: int = Field(8, ge=1, le=32)
     pool: str | None = None
-    answer_format: AnswerFormat = "numeric"
     extract_max_tokens: int = Field(32, ge=1, le=512)
 
     @model_validator(mode="after")
@@ -78,7 +80,6 @@ class PlanAndSolve(Strategy):
 
     name: ClassVar[str] = "plan_and_solve"
     variant: Literal["ps", "ps_plus"] = "ps_plus"
-    answer_format: AnswerFormat = "numeric"
     extract_max_tokens: int = Field(32, ge=1, le=512)
 
 

@@ -2,18 +2,25 @@
 
 Shared by every strategy (and the evaluation harness): GSM8K's ``#### N``,
 the last ``\\boxed{...}`` (nested braces and all), "The answer is ...",
-"Final Answer: ...", and as a last resort the last number in the text.
+"Final Answer: ...". What is stated there is read in the request's answer
+format: a number (``numeric``), a letter A-E (``choice``), yes or no
+(``yes_no``), or the clause itself (``free``); a statement with no such
+thing ("The answer is not obvious yet") is no answer. Failing a statement,
+the last number / letter / yes-no of the text is the answer (not for
+``free``). A short extraction reply (Kojima et al.'s second stage) is read
+for its first one.
 """
 
 from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from ponder.strategies.engine import Choice
+from ponder.strategies.prompts import AnswerFormat
 
 _NUMBER = re.compile(r"-?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|-?\.\d+")
 _GSM8K = re.compile(r"####\s*(.+)")
@@ -55,13 +62,57 @@ def explicit_answer(text: str) -> str | None:
     return max(candidates, key=lambda candidate: candidate[0])[1]
 
 
-def extract_answer(text: str) -> str | None:
-    """The stated answer, else the last number in the text, else ``None``."""
-    answer = explicit_answer(text)
-    if answer is not None:
+_CHOICE = re.compile(r"\(([A-E])\)|\b([A-E])\b")
+_CHOICE_MARKED = re.compile(r"\(([A-E])\)|(?:^|\s)([A-E])[.):]", re.MULTILINE)
+_YES_NO = re.compile(r"\b(yes|no)\b", re.IGNORECASE)
+
+
+def _found(match: re.Match[str] | None, fmt: AnswerFormat) -> str | None:
+    if match is None:
+        return None
+    value = next(group for group in match.groups() if group) if match.groups() else match[0]
+    if fmt == "numeric":
+        return normalise_number(value)
+    return value.lower() if fmt == "yes_no" else value
+
+
+def _kinds(text: str, fmt: AnswerFormat, *, marked: bool = False) -> list[re.Match[str]]:
+    if fmt == "numeric":
+        return list(_NUMBER.finditer(text))
+    if fmt == "choice":
+        return list((_CHOICE_MARKED if marked else _CHOICE).finditer(text))
+    if fmt == "yes_no":
+        return list(_YES_NO.finditer(text))
+    return []
+
+
+def read_answer(text: str, fmt: AnswerFormat = "numeric") -> str | None:
+    """The first answer of ``fmt``'s kind in ``text`` (a stated clause, or an extraction
+    reply), or ``None``: "not obvious yet" holds no number."""
+    if fmt == "free":
+        clause = _first_clause(text)
+        return clause or None
+    if fmt == "numeric":
+        whole = normalise(text)
+        if re.fullmatch(r"-?\d+(?:\.\d+)?|-?\d+/\d+", whole):
+            return whole  # "$1,000", "3/4", "\\frac{3}{4}" as a whole
+    found = _kinds(text, fmt)
+    return _found(found[0], fmt) if found else None
+
+
+def stated_answer(text: str, fmt: AnswerFormat = "numeric") -> str | None:
+    """The answer the text states, read in ``fmt``; ``None`` when it states none."""
+    clause = explicit_answer(text)
+    return read_answer(clause, fmt) if clause is not None else None
+
+
+def extract_answer(text: str, fmt: AnswerFormat = "numeric") -> str | None:
+    """The stated answer, else the last of ``fmt``'s kind in the text, else ``None``."""
+    answer = stated_answer(text, fmt)
+    if answer is not None or fmt == "free":
         return answer
-    numbers = _NUMBER.findall(text)
-    return numbers[-1] if numbers else None
+    found = _kinds(text, fmt, marked=True)
+    return _found(found[-1], fmt) if found else None
 
 
 def _first_clause(text: str) -> str:
@@ -126,12 +177,17 @@ def vote(answers: Sequence[str | None]) -> Vote:
     return Vote(winner, normalised.index(winner), dict(counts))
 
 
-def stated(text: str) -> str | None:
-    """The normalised answer of a solution (the last number when it states none)."""
-    answer = extract_answer(text)
+def stated(text: str, fmt: AnswerFormat = "numeric") -> str | None:
+    """The normalised answer of a solution (see :func:`extract_answer`)."""
+    answer = extract_answer(text, fmt)
     return normalise(answer) if answer is not None else None
 
 
-def answer_note(choice: Choice) -> dict[str, Any]:
+def answer_note(choice: Choice, fmt: AnswerFormat = "numeric") -> dict[str, Any]:
     """A sample's trace note: the answer it reached."""
-    return {"answer": stated(choice.text)}
+    return {"answer": stated(choice.text, fmt)}
+
+
+def noting(fmt: AnswerFormat) -> Callable[[Choice], dict[str, Any]]:
+    """:func:`answer_note` in ``fmt``, as a strategy's ``annotate``."""
+    return lambda choice: answer_note(choice, fmt)

@@ -23,7 +23,7 @@ from sklearn.cluster import KMeans
 from sklearn.feature_extraction.text import TfidfVectorizer
 
 from ponder.strategies import prompts
-from ponder.strategies.answers import explicit_answer, extract_answer
+from ponder.strategies.answers import read_answer, stated_answer
 from ponder.strategies.base import StrategyContext, StrategyInputError
 from ponder.strategies.demos import Demo, UnknownResource
 from ponder.strategies.two_stage import TwoStageParams
@@ -118,7 +118,7 @@ async def _try_question(ctx: StrategyContext, question: str, params: TwoStagePar
     )
     if reasoning_steps(rationale) > MAX_STEPS:
         return None
-    answer = explicit_answer(rationale)
+    answer = stated_answer(rationale, params.answer_format)
     if answer is None:
         trigger = prompts.ANSWER_TRIGGERS[params.answer_format]
         second = prompts.extraction(question, prompts.COT_TRIGGER, rationale, trigger)
@@ -128,7 +128,7 @@ async def _try_question(ctx: StrategyContext, question: str, params: TwoStagePar
             round=0,
             sampling=ctx.auxiliary_sampling(params, max_tokens=params.extract_max_tokens),
         )
-        answer = extract_answer(reply.choices[0].text)
+        answer = read_answer(reply.choices[0].text, params.answer_format)
     if answer is None:
         return None
     return Demo(question=question, rationale=rationale, answer=answer)

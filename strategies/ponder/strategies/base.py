@@ -25,6 +25,7 @@ from ponder.strategies.engine import (
     calling,
 )
 from ponder.strategies.limits import Limits
+from ponder.strategies.prompts import AnswerFormat
 
 
 class StrategyInputError(ValueError):
@@ -50,6 +51,11 @@ class StrategyParams(BaseModel):
     )
     max_tokens: int | None = Field(
         None, ge=1, description="Output tokens per engine call (defaults to the request's)."
+    )
+    answer_format: AnswerFormat = Field(
+        "numeric",
+        description="what an answer is, for extraction, votes and rankings: numeric, choice "
+        "(A-E), yes_no or free",
     )
 
 
@@ -96,19 +102,25 @@ class StrategyContext:
         """The text to reason about: a raw prompt, or the last user message."""
         if isinstance(self.prompt, str):
             return self.prompt
-        users = [m.content for m in self.prompt if m.role == "user"]
-        return users[-1] if users else self.prompt[-1].content
+        return self.prompt[self._question_index].content
 
     @property
-    def system(self) -> list[Message]:
-        """The request's system (and developer) messages, kept in front of every prompt."""
+    def history(self) -> list[Message]:
+        """The conversation before the question: system messages and earlier turns, in order."""
         if isinstance(self.prompt, str):
             return []
-        return [m for m in self.prompt if m.role in ("system", "developer")]
+        return list(self.prompt[: self._question_index])
+
+    @property
+    def _question_index(self) -> int:
+        assert not isinstance(self.prompt, str)
+        users = [i for i, m in enumerate(self.prompt) if m.role == "user"]
+        return users[-1] if users else len(self.prompt) - 1
 
     def chat(self, text: str) -> list[Message]:
-        """A strategy prompt as chat: the request's system messages, then ``text``."""
-        return [*self.system, Message("user", text)]
+        """A strategy prompt as chat: the conversation so far, then ``text`` in the question's
+        place (a user who said "let x = 5" earlier is still heard)."""
+        return [*self.history, Message("user", text)]
 
     @property
     def streaming(self) -> bool:
@@ -242,9 +254,9 @@ class Answer:
     answer: str | None = None
 
     @classmethod
-    def from_choice(cls, choice: Choice) -> Answer:
+    def from_choice(cls, choice: Choice, fmt: AnswerFormat = "numeric") -> Answer:
         """A sample as the response, with the answer it reached."""
-        return cls(choice.text, choice.finish_reason, stated(choice.text))
+        return cls(choice.text, choice.finish_reason, stated(choice.text, fmt))
 
 
 @dataclass(frozen=True, slots=True)

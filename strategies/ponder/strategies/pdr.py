@@ -17,7 +17,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from ponder.strategies import prompts
-from ponder.strategies.answers import answer_note, stated
+from ponder.strategies.answers import noting, stated
 from ponder.strategies.base import (
     Annotate,
     Answer,
@@ -29,6 +29,7 @@ from ponder.strategies.base import (
 from ponder.strategies.details import Details, WorkspaceInfo
 from ponder.strategies.engine import Choice
 from ponder.strategies.limits import Limits
+from ponder.strategies.prompts import AnswerFormat
 from ponder.workspace import (
     MIN_DRAFT_SHARE,
     Cut,
@@ -152,7 +153,7 @@ class PDR(Strategy[PDRParams]):
             await ctx.progress(f"round {round_} of {len(schedule)}: {degree} drafts")
             if len(workspaces) == 1:
                 prompt = ctx.chat(prompts.from_workspace(ctx.question, workspaces[0][0].text))
-                note = _reads(workspaces[0][1])
+                note = _reads(workspaces[0][1], self.params.answer_format)
                 if last:
                     drafts = [
                         await ctx.final(
@@ -179,7 +180,8 @@ class PDR(Strategy[PDRParams]):
             rounds.append(distilled)
         answer = drafts[0]
         return StrategyResult(
-            answers=[Answer.from_choice(answer)], details=PDRDetails(rounds=rounds)
+            answers=[Answer.from_choice(answer, self.params.answer_format)],
+            details=PDRDetails(rounds=rounds),
         )
 
     async def _per_call_drafts(
@@ -195,7 +197,7 @@ class PDR(Strategy[PDRParams]):
                         round=round_,
                         index=i,
                         sampling=sampling,
-                        annotate=_reads(info),
+                        annotate=_reads(info, self.params.answer_format),
                     )
                     for i, (workspace, info) in enumerate(workspaces)
                 )
@@ -251,7 +253,8 @@ class PDR(Strategy[PDRParams]):
 
     async def _ranking(self, ctx: StrategyContext, texts: list[str], round_: int) -> list[int]:
         if self.params.scorer == "agreement":
-            return agreement_ranking([stated(text) for text in texts])
+            fmt = self.params.answer_format
+            return agreement_ranking([stated(text, fmt) for text in texts])
         sampling = ctx.auxiliary_sampling(self.params, max_tokens=16)
         with ctx.budget.parallel():
             replies = await asyncio.gather(
@@ -278,14 +281,15 @@ def _info(workspace: Workspace, cuts: tuple[Cut | None, ...]) -> WorkspaceInfo:
     )
 
 
-def _reads(info: WorkspaceInfo | None) -> Annotate:
+def _reads(info: WorkspaceInfo | None, fmt: AnswerFormat) -> Annotate:
     """The trace note of a draft: its answer and, after round 1, the workspace it read (its
     size, its cut and each kept draft's cut)."""
+    answer = noting(fmt)
     if info is None:
-        return answer_note
+        return answer
     shown = info.model_dump(mode="json", exclude_none=True)
 
     def note(choice: Choice) -> dict[str, Any]:
-        return {**answer_note(choice), "workspace": shown}
+        return {**answer(choice), "workspace": shown}
 
     return note

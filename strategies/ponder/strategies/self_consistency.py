@@ -14,7 +14,7 @@ from typing import ClassVar
 from pydantic import Field
 
 from ponder.strategies import prompts
-from ponder.strategies.answers import answer_note, extract_answer, vote
+from ponder.strategies.answers import extract_answer, noting, vote
 from ponder.strategies.base import (
     Answer,
     DraftingParams,
@@ -52,12 +52,13 @@ class SelfConsistency(Strategy[SelfConsistencyParams]):
 
     async def run(self, ctx: StrategyContext) -> StrategyResult:
         sampling = ctx.sampling_for(self.params)
+        fmt = self.params.answer_format
         await ctx.progress(f"sampling {self.params.n} rationales")
         prompt = ctx.chat(prompts.qa(ctx.question, prompts.COT_TRIGGER))
         generation = await ctx.generate(
-            prompt, role="draft", round=1, n=self.params.n, sampling=sampling, annotate=answer_note
+            prompt, role="draft", round=1, n=self.params.n, sampling=sampling, annotate=noting(fmt)
         )
-        answers = [extract_answer(choice.text) for choice in generation.choices]
+        answers = [extract_answer(choice.text, fmt) for choice in generation.choices]
         result = vote(answers)
         chosen = generation.choices[result.winner_index or 0]
         return StrategyResult(

@@ -14,7 +14,7 @@ from typing import ClassVar
 from pydantic import Field
 
 from ponder.strategies import prompts
-from ponder.strategies.answers import answer_note
+from ponder.strategies.answers import noting
 from ponder.strategies.base import (
     Answer,
     DraftingParams,
@@ -47,6 +47,7 @@ class SequentialRefinement(Strategy[SRParams]):
         # request, and the error analysis is greedy unless the request sets a temperature.
         sampling = ctx.request_sampling(self.params)
         critique_sampling = ctx.auxiliary_sampling(self.params)
+        note = noting(self.params.answer_format)
         question = ctx.question
         await ctx.progress(f"round 1 of {self.params.rounds + 1}: draft")
         draft = await ctx.generate(
@@ -54,7 +55,7 @@ class SequentialRefinement(Strategy[SRParams]):
             role="draft",
             round=1,
             sampling=ctx.sampling_for(self.params),
-            annotate=answer_note,
+            annotate=note,
         )
         solution = draft.choices[0]
         for step in range(1, self.params.rounds + 1):
@@ -71,12 +72,20 @@ class SequentialRefinement(Strategy[SRParams]):
             prompt = ctx.chat(prompts.refinement(question, solution.text, analysis))
             if step == self.params.rounds:
                 solution = await ctx.final(
-                    prompt, role="refine", round=round_, sampling=sampling, annotate=answer_note
+                    prompt,
+                    role="refine",
+                    round=round_,
+                    sampling=sampling,
+                    annotate=note,
                 )
             else:
                 await ctx.progress(f"round {round_} of {self.params.rounds + 1}: refine")
                 refined = await ctx.generate(
-                    prompt, role="refine", round=round_, sampling=sampling, annotate=answer_note
+                    prompt,
+                    role="refine",
+                    round=round_,
+                    sampling=sampling,
+                    annotate=note,
                 )
                 solution = refined.choices[0]
-        return StrategyResult(answers=[Answer.from_choice(solution)])
+        return StrategyResult(answers=[Answer.from_choice(solution, self.params.answer_format)])

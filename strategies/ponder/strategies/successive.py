@@ -17,7 +17,7 @@ from typing import ClassVar
 from pydantic import BaseModel, Field
 
 from ponder.strategies import prompts
-from ponder.strategies.answers import answer_note
+from ponder.strategies.answers import noting
 from ponder.strategies.base import (
     Answer,
     Strategy,
@@ -112,10 +112,10 @@ class Successive(Strategy[SuccessiveParams]):
             role="answer",
             round=len(pairs) + 1,
             sampling=ctx.sampling_for(params),
-            annotate=answer_note,
+            annotate=noting(params.answer_format),
         )
         return StrategyResult(
-            answers=[Answer.from_choice(final)],
+            answers=[Answer.from_choice(final, params.answer_format)],
             details=SuccessiveDetails(
                 pairs=[SubQuestion(question=q, answer=a) for q, a in pairs],
                 stopped_by_signal=stopped,

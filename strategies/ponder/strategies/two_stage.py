@@ -13,14 +13,11 @@ from collections.abc import Sequence
 from pydantic import Field
 
 from ponder.strategies import prompts
-from ponder.strategies.answers import answer_note, explicit_answer, normalise, stated
+from ponder.strategies.answers import normalise, noting, read_answer, stated_answer
 from ponder.strategies.base import Answer, StrategyContext, StrategyParams
 
 
 class TwoStageParams(StrategyParams):
-    answer_format: prompts.AnswerFormat = Field(
-        "numeric", description="numeric, choice (A-E), yes_no or free: picks the extraction trigger"
-    )
     extract_max_tokens: int = Field(
         32, ge=1, le=512, description="output tokens of the extraction call"
     )
@@ -37,9 +34,13 @@ async def reason_then_extract(
     sampling = ctx.sampling_for(params)
     first = prompts.with_demos(demos, prompts.qa(ctx.question, trigger))
     rationale = await ctx.final(
-        ctx.chat(first), role="draft", round=round, sampling=sampling, annotate=answer_note
+        ctx.chat(first),
+        role="draft",
+        round=round,
+        sampling=sampling,
+        annotate=noting(params.answer_format),
     )
-    answer = explicit_answer(rationale.text)
+    answer = stated_answer(rationale.text, params.answer_format)
     if answer is not None:
         return Answer(rationale.text, rationale.finish_reason, normalise(answer))
     answer_trigger = prompts.ANSWER_TRIGGERS[params.answer_format]
@@ -53,10 +54,16 @@ async def reason_then_extract(
         round=round,
         prefix=joint,
         sampling=ctx.auxiliary_sampling(params, max_tokens=params.extract_max_tokens),
-        annotate=answer_note,
+        annotate=lambda choice: {"answer": _read(choice.text, params)},
     )
     return Answer(
         rationale.text + joint + extracted.text.lstrip(),
         extracted.finish_reason,
-        stated(extracted.text),
+        _read(extracted.text, params),
     )
+
+
+def _read(reply: str, params: StrategyParams) -> str | None:
+    """The extraction reply's first answer of the format, normalised (Kojima et al.)."""
+    answer = read_answer(reply, params.answer_format)
+    return normalise(answer) if answer is not None else None

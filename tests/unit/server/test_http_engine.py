@@ -380,9 +380,7 @@ async def test_a_stream_passes_on_only_the_answer_and_ends_with_the_thinking() -
         {"content": " The answer"},
         {"content": " is 4."},
     ]
-    lines = [
-        "data: " + json.dumps({"choices": [{"index": 0, "delta": delta}]}) for delta in deltas
-    ]
+    lines = ["data: " + json.dumps({"choices": [{"index": 0, "delta": delta}]}) for delta in deltas]
     lines.append(
         "data: "
         + json.dumps(

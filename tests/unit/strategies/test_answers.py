@@ -5,6 +5,8 @@ from ponder.strategies.answers import (
     extract_answer,
     last_boxed,
     normalise,
+    read_answer,
+    stated_answer,
     vote,
 )
 
@@ -70,3 +72,34 @@ def test_vote_majority_and_first_occurrence_on_ties() -> None:
     assert (result.winner, result.winner_index) == ("18", 0)
     assert vote([None, None]).winner is None
     assert vote(["5", "6", "6"]).winner_index == 1
+
+
+@pytest.mark.parametrize(
+    ("text", "fmt", "answer"),
+    [
+        ("So the answer is 42 apples.", "numeric", "42"),
+        ("The answer is $1,000.", "numeric", "1000"),
+        ("The answer is \\frac{3}{4}.", "numeric", "3/4"),
+        ("The answer is (B) 12.", "choice", "B"),
+        ("Comparing the options, it must be C.", "choice", "C"),
+        ("The answer is Yes, it does.", "yes_no", "yes"),
+        ("After all that: no.", "yes_no", "no"),
+        ("The answer is Paris.", "free", "Paris"),
+        ("I think it is Paris.", "free", None),
+    ],
+)
+def test_answers_are_read_in_the_requested_format(text: str, fmt: str, answer: str | None) -> None:
+    assert extract_answer(text, fmt) == answer  # type: ignore[arg-type]
+
+
+def test_a_statement_without_an_answer_is_no_answer() -> None:
+    assert stated_answer("The answer is not obvious yet. We have 3 and 4.") is None
+    assert stated_answer("The answer is not obvious yet.", "choice") is None
+
+
+def test_an_extraction_reply_is_read_for_its_first_answer() -> None:
+    # Kojima et al.: the reply after "Therefore, the answer (arabic numerals) is" is read
+    # for its first number, not its last.
+    assert read_answer(" 12. Then 3 more make 15.") == "12"
+    assert read_answer(" (D), since C and E are wrong.", "choice") == "D"
+    assert read_answer(" not clear.") is None

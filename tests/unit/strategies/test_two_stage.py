@@ -56,6 +56,21 @@ async def test_zero_shot_cot_without_an_answer_adds_the_extraction_call() -> Non
     assert usage.sequential_tokens == usage.total_tokens  # two steps, one after the other
 
 
+async def test_a_statement_with_no_answer_in_it_is_extracted_in_the_format() -> None:
+    engine = ScriptedEngine(
+        script=by_rules(
+            ("Therefore, among A through E, the answer is", " (C), because 3 and 4 fail."),
+            default="Options 3 and 4 look close. The answer is not obvious yet.",
+        )
+    )
+    ctx = context(engine, QUESTION)
+    result = await Cot(CotParams(answer_format="choice")).run(ctx)
+    assert len(engine.calls) == 2  # "not obvious yet" is no answer: the second stage ran
+    assert engine.calls[1].sampling.temperature == 0.0  # extraction is greedy
+    assert result.answers[0].answer == "c"
+    assert ctx.budget.records[-1].meta == {"answer": "c"}
+
+
 @pytest.mark.parametrize(
     ("answer_format", "trigger"),
     [
