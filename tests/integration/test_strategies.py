@@ -178,3 +178,71 @@ def test_reasoning_effort_presets(client: openai.OpenAI, effort: str, strategy: 
         model=MODEL, messages=QUESTION, max_tokens=32, extra_body={"reasoning_effort": effort}
     )
     assert info(completion)["strategy"] == strategy
+
+
+def test_pdr_top_k_keeps_every_kept_drafts_conclusion_in_the_next_prompt(
+    client: openai.OpenAI,
+) -> None:
+    bound = 128
+    completion = client.chat.completions.create(
+        model=MODEL,
+        messages=QUESTION,
+        max_tokens=160,  # drafts longer than their share of the workspace
+        seed=3,
+        extra_body={
+            "ponder": {
+                "strategy": "pdr",
+                "schedule": [4, 1],
+                "distill": "shared_top_k",
+                "k": 2,
+                "workspace_tokens": bound,
+                "trace": True,
+            }
+        },
+    )
+    trace = info(completion)["trace"]
+    drafts = [c for c in trace if c["round"] == 1]
+    final = next(c for c in trace if c["round"] == 2)
+    (selection,) = {tuple(s) for s in info(completion)["details"]["rounds"][0]["selections"]}
+    assert len(selection) == 2
+    for index in selection:
+        ending = drafts[index]["output"].strip()[-24:]
+        assert ending in final["prompt"], (index, ending)
+    workspace = final["meta"]["workspace"]
+    assert workspace["tokens"] <= bound
+    if workspace.get("cut"):
+        assert len(workspace["draft_cuts"]) == 2
+        assert "tokens elided ...]" in final["prompt"]
+
+
+@pytest.mark.parametrize(
+    ("strategy", "params"),
+    [
+        ("cot", {}),
+        ("self_consistency", {"n": 2}),
+        ("sr", {"rounds": 1}),
+        ("pdr", {"schedule": [2, 1]}),
+    ],
+)
+def test_earlier_turns_reach_every_call(
+    client: openai.OpenAI, strategy: str, params: dict[str, Any]
+) -> None:
+    conversation: list[ChatCompletionMessageParam] = [
+        {"role": "system", "content": "You are terse."},
+        {"role": "user", "content": "Let x = 5."},
+        {"role": "assistant", "content": "Noted: x is 5."},
+        {"role": "user", "content": "What is 2x?"},
+    ]
+    completion = client.chat.completions.create(
+        model=MODEL,
+        messages=conversation,
+        max_tokens=32,
+        extra_body={"ponder": {"strategy": strategy, "trace": True, **params}},
+    )
+    trace = info(completion)["trace"]
+    assert trace
+    for call in trace:
+        assert call["prompt"].startswith(
+            "system: You are terse.\nuser: Let x = 5.\nassistant: Noted: x is 5.\nuser: "
+        )
+        assert "What is 2x?" in call["prompt"]
