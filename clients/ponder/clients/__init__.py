@@ -33,6 +33,7 @@ from ponder.clients.models import (
 from ponder.clients.strategies import (
     PDR,
     SR,
+    BestOfN,
     CoT,
     Custom,
     Direct,
@@ -50,6 +51,7 @@ __all__ = [
     "APITimeoutError",
     "AsyncPonder",
     "BadRequestError",
+    "BestOfN",
     "ChatCompletion",
     "CoT",
     "Custom",

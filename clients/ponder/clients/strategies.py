@@ -91,12 +91,34 @@ class Successive(Strategy):
     step_max_tokens: int = Field(96, ge=8, le=1024)
 
 
-class SelfConsistency(Strategy):
-    """n sampled rationales in one call, majority vote."""
+ScorerName = Literal["judge", "reward", "confidence"]
+
+
+class Scoring(Strategy):
+    """How a scorer is configured (judge, reward, confidence)."""
+
+    judge_mode: Literal["pointwise", "pairwise"] = "pointwise"
+    confidence_method: Literal["mean", "lowest_window"] = "lowest_window"
+    confidence_window: int = Field(16, ge=1, le=4096)
+
+
+class SelfConsistency(Scoring):
+    """n sampled rationales in one call, majority vote (weighted by a scorer if asked)."""
 
     name: ClassVar[str] = "self_consistency"
     n: int = Field(8, ge=1, le=64)
     temperature: float | None = Field(DRAFT_TEMPERATURE, ge=0.0, le=2.0)
+    weighted: bool = False
+    scorer: ScorerName = "confidence"
+
+
+class BestOfN(Scoring):
+    """n sampled solutions in one call; the best by the judge, a reward model or confidence."""
+
+    name: ClassVar[str] = "best_of_n"
+    n: int = Field(4, ge=1, le=64)
+    temperature: float | None = Field(DRAFT_TEMPERATURE, ge=0.0, le=2.0)
+    scorer: ScorerName = "judge"
 
 
 class SR(Strategy):
@@ -108,7 +130,7 @@ class SR(Strategy):
     temperature: float | None = Field(DRAFT_TEMPERATURE, ge=0.0, le=2.0)
 
 
-class PDR(Strategy):
+class PDR(Scoring):
     """Parallel-Distill-Refine: parallel drafts, a bounded workspace, refinement."""
 
     name: ClassVar[str] = "pdr"
@@ -117,7 +139,7 @@ class PDR(Strategy):
         "global_summary"
     )
     k: int = Field(2, ge=1, le=16)
-    scorer: Literal["agreement", "verify"] = "agreement"
+    scorer: Literal["agreement", "verify", "judge", "reward", "confidence"] = "agreement"
     workspace_tokens: int = Field(1024, ge=32, le=32768)
     summary_input_tokens: int = Field(1024, ge=64, le=131072)
     temperature: float | None = Field(DRAFT_TEMPERATURE, ge=0.0, le=2.0)
@@ -138,6 +160,7 @@ BUILT_IN: tuple[type[Strategy], ...] = (
     PlanAndSolve,
     Successive,
     SelfConsistency,
+    BestOfN,
     SR,
     PDR,
 )

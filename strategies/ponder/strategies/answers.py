@@ -164,17 +164,25 @@ class Vote:
     winner: str | None
     winner_index: int | None
     counts: dict[str, int]
+    #: Weighted votes: the summed weight per answer (None: every vote weighs 1).
+    weights: dict[str, float] | None = None
 
 
-def vote(answers: Sequence[str | None]) -> Vote:
-    """Majority over normalised answers; a tie goes to the answer seen first."""
+def vote(answers: Sequence[str | None], weights: Sequence[float] | None = None) -> Vote:
+    """Majority over normalised answers, each vote weighted when ``weights`` are given;
+    a tie goes to the answer seen first."""
     normalised = [normalise(a) if a is not None else None for a in answers]
     counts = Counter(a for a in normalised if a is not None)
     if not counts:
         return Vote(None, None, {})
-    best = max(counts.values())
-    winner = next(a for a in normalised if a is not None and counts[a] == best)
-    return Vote(winner, normalised.index(winner), dict(counts))
+    totals: dict[str, float] = {}
+    for answer, weight in zip(normalised, weights or [1.0] * len(normalised), strict=True):
+        if answer is not None:
+            totals[answer] = totals.get(answer, 0.0) + weight
+    best = max(totals.values())
+    winner = next(a for a in normalised if a is not None and totals[a] == best)
+    shown = None if weights is None else {a: round(w, 6) for a, w in totals.items()}
+    return Vote(winner, normalised.index(winner), dict(counts), shown)
 
 
 def stated(text: str, fmt: AnswerFormat = "numeric") -> str | None:

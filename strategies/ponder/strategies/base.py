@@ -19,6 +19,7 @@ from ponder.strategies.engine import (
     Generation,
     Message,
     Prompt,
+    RewardModel,
     Sampling,
     StreamEnd,
     TextDelta,
@@ -96,6 +97,8 @@ class StrategyContext:
     seed: int = 0
     #: Files the operator configured (demo sets, question pools), by name.
     resources: Resources = field(default_factory=Resources)
+    #: The reward model the operator configured, for the ``reward`` scorer (None: none).
+    reward: RewardModel | None = None
 
     @property
     def question(self) -> str:
@@ -138,16 +141,17 @@ class StrategyContext:
         )
         return replace(sampling, **overrides) if overrides else sampling
 
-    def request_sampling(self, params: StrategyParams, **overrides: Any) -> Sampling:
+    def request_sampling(self, params: StrategyParams | None = None, **overrides: Any) -> Sampling:
         """The request's own sampling (the strategy's ``max_tokens`` applied, not its
         temperature): for calls that follow the request, such as refinements."""
-        sampling = replace(
-            self.sampling,
-            max_tokens=self.sampling.max_tokens if params.max_tokens is None else params.max_tokens,
-        )
+        sampling = self.sampling
+        if params is not None and params.max_tokens is not None:
+            sampling = replace(sampling, max_tokens=params.max_tokens)
         return replace(sampling, **overrides) if overrides else sampling
 
-    def auxiliary_sampling(self, params: StrategyParams, **overrides: Any) -> Sampling:
+    def auxiliary_sampling(
+        self, params: StrategyParams | None = None, **overrides: Any
+    ) -> Sampling:
         """For calls that judge, distill, verify or extract: greedy unless the request set a
         temperature itself."""
         temperature = 0.0 if self.sampling.temperature is None else self.sampling.temperature
@@ -294,6 +298,11 @@ class Strategy(ABC, Generic[P]):
     def planned_samples(self) -> int:
         """The most samples one run may ask of engines (for the token cap)."""
         return 1
+
+    @property
+    def uses_reward_model(self) -> bool:
+        """Whether a run needs the operator's reward model (a ``reward`` scorer)."""
+        return getattr(self.params, "scorer", None) == "reward"
 
     @abstractmethod
     async def run(self, ctx: StrategyContext) -> StrategyResult: ...

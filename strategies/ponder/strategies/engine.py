@@ -41,10 +41,16 @@ class Sampling:
     stop: tuple[str, ...] = ()
     presence_penalty: float | None = None
     frequency_penalty: float | None = None
+    #: Ask for each token's log-probability and this many top alternatives' (None: don't).
+    logprobs: int | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def to_body(self) -> dict[str, Any]:
-        """The OpenAI request fields this sampling sets (unset ones omitted)."""
+        """The OpenAI request fields this sampling sets (unset ones omitted).
+
+        ``logprobs`` is spelt differently by the chat and completions APIs, so the
+        engine client adds it.
+        """
         body: dict[str, Any] = dict(self.extra)
         for name in (
             "max_tokens",
@@ -63,6 +69,15 @@ class Sampling:
 
 
 @dataclass(frozen=True, slots=True)
+class TokenLogprob:
+    """One generated token's log-probability, and those of the engine's top alternatives."""
+
+    token: str
+    logprob: float
+    top: tuple[float, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class Choice:
     """One generated sample and the tokens it took.
 
@@ -74,6 +89,8 @@ class Choice:
     completion_tokens: int
     finish_reason: str | None = None
     reasoning: str = ""
+    #: Per-token log-probabilities, when the call asked the engine for them.
+    logprobs: tuple[TokenLogprob, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,6 +175,15 @@ class Engine(Protocol):
 
     async def count_tokens(self, text: str) -> int:
         """Tokens of ``text`` in the engine's own tokenizer."""
+        ...
+
+
+@runtime_checkable
+class RewardModel(Protocol):
+    """A reward or classification model (vLLM's pooling runner): one score per text."""
+
+    async def score(self, texts: Sequence[str]) -> tuple[list[float], int]:
+        """The scores of ``texts`` (higher is better) and the prompt tokens the model read."""
         ...
 
 

@@ -27,9 +27,10 @@ from ponder.strategies.base import (
     StrategyResult,
 )
 from ponder.strategies.details import Details, WorkspaceInfo
-from ponder.strategies.engine import Choice
+from ponder.strategies.engine import Choice, Sampling
 from ponder.strategies.limits import Limits
 from ponder.strategies.prompts import AnswerFormat
+from ponder.strategies.scorers import ScoringParams, make_scorer
 from ponder.workspace import (
     MIN_DRAFT_SHARE,
     Cut,
@@ -49,7 +50,7 @@ from ponder.workspace import (
 )
 
 
-class PDRParams(DraftingParams):
+class PDRParams(DraftingParams, ScoringParams):
     schedule: list[int] = Field(
         default=[8, 4, 1],
         min_length=1,
@@ -57,8 +58,10 @@ class PDRParams(DraftingParams):
     )
     distill: Distill = Field(Distill.GLOBAL_SUMMARY, description="how drafts become a workspace")
     k: int = Field(2, ge=1, le=16, description="drafts kept by the top-k and random-k operators")
-    scorer: Literal["agreement", "verify"] = Field(
-        "agreement", description="top-k ranks drafts by answer agreement or a verification call"
+    scorer: Literal["agreement", "verify", "judge", "reward", "confidence"] = Field(
+        "agreement",
+        description="what top-k ranks drafts by: answer agreement, a yes/no verification call, "
+        "the LLM judge, a reward model (--reward-url) or the drafts' token confidence",
     )
     workspace_tokens: int = Field(
         1024,
@@ -144,7 +147,7 @@ class PDR(Strategy[PDRParams]):
 
     async def run(self, ctx: StrategyContext) -> StrategyResult:
         schedule = self.params.schedule
-        sampling = ctx.sampling_for(self.params)
+        sampling = self._draft_sampling(ctx)
         workspaces: list[Read] = [(Workspace("", 0), None)]  # round 1 reads none
         rounds: list[PDRRound] = []
         drafts: list[Choice] = []
@@ -187,7 +190,7 @@ class PDR(Strategy[PDRParams]):
     async def _per_call_drafts(
         self, ctx: StrategyContext, workspaces: list[Read], round_: int
     ) -> list[Choice]:
-        sampling = ctx.sampling_for(self.params)
+        sampling = self._draft_sampling(ctx)
         with ctx.budget.parallel():
             generations = await asyncio.gather(
                 *(
@@ -232,7 +235,7 @@ class PDR(Strategy[PDRParams]):
         if params.distill is Distill.RANDOM_K:
             selections = random_k(len(texts), params.k, calls, seed=ctx.seed + round_)
         else:
-            ranking = await self._ranking(ctx, texts, round_)
+            ranking = await self._ranking(ctx, drafts, round_)
             pick = shared_top_k if params.distill is Distill.SHARED_TOP_K else per_sample_top_k
             selections = pick(ranking, params.k, calls)
         distinct = sorted({tuple(selection) for selection in selections})
@@ -251,10 +254,20 @@ class PDR(Strategy[PDRParams]):
             return [bounded[distinct[0]]], done
         return [bounded[tuple(selection)] for selection in selections], done
 
-    async def _ranking(self, ctx: StrategyContext, texts: list[str], round_: int) -> list[int]:
-        if self.params.scorer == "agreement":
-            fmt = self.params.answer_format
-            return agreement_ranking([stated(text, fmt) for text in texts])
+    def _draft_sampling(self, ctx: StrategyContext) -> Sampling:
+        sampling = ctx.sampling_for(self.params)
+        if self.params.scorer == "confidence" and self.params.distill is not Distill.RANDOM_K:
+            return make_scorer("confidence", self.params).prepare(sampling)
+        return sampling
+
+    async def _ranking(self, ctx: StrategyContext, drafts: list[Choice], round_: int) -> list[int]:
+        params = self.params
+        texts = [draft.text for draft in drafts]
+        if params.scorer == "agreement":
+            return agreement_ranking([stated(text, params.answer_format) for text in texts])
+        if params.scorer != "verify":
+            scorer = make_scorer(params.scorer, params)
+            return score_ranking(await scorer.score(ctx, drafts, round=round_))
         sampling = ctx.auxiliary_sampling(self.params, max_tokens=16)
         with ctx.budget.parallel():
             replies = await asyncio.gather(

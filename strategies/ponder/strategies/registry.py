@@ -10,6 +10,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from ponder.strategies.base import Strategy, StrategyParams
+from ponder.strategies.best_of_n import BestOfN
 from ponder.strategies.cot import Cot
 from ponder.strategies.direct import Direct
 from ponder.strategies.pdr import PDR
@@ -40,7 +41,16 @@ class InvalidParams(ValueError):
 
 
 def builtin_strategies() -> list[StrategyType]:
-    return [Direct, Cot, PlanAndSolve, Successive, SelfConsistency, SequentialRefinement, PDR]
+    return [
+        Direct,
+        Cot,
+        PlanAndSolve,
+        Successive,
+        SelfConsistency,
+        BestOfN,
+        SequentialRefinement,
+        PDR,
+    ]
 
 
 class Registry:

@@ -24,16 +24,23 @@ from ponder.strategies.base import (
 )
 from ponder.strategies.details import Details
 from ponder.strategies.limits import Limits
+from ponder.strategies.scorers import ScorerName, ScoringParams, make_scorer
 
 
-class SelfConsistencyParams(DraftingParams):
+class SelfConsistencyParams(DraftingParams, ScoringParams):
     n: int = Field(8, ge=1, le=64, description="rationales sampled and voted on")
+    weighted: bool = Field(False, description="weight each vote by the scorer's score")
+    scorer: ScorerName = Field(
+        "confidence", description="weighted votes: confidence, judge or reward"
+    )
 
 
 class VoteDetails(Details):
     """The vote: count per normalised answer, the winner, the first sample that reached it."""
 
     votes: dict[str, int]
+    #: Weighted votes: the summed weight per answer.
+    weights: dict[str, float] | None = None
     winner: str | None
     winner_index: int | None
 
@@ -51,19 +58,32 @@ class SelfConsistency(Strategy[SelfConsistencyParams]):
         return self.params.n
 
     async def run(self, ctx: StrategyContext) -> StrategyResult:
-        sampling = ctx.sampling_for(self.params)
-        fmt = self.params.answer_format
+        params = self.params
+        scorer = make_scorer(params.scorer, params) if params.weighted else None
+        sampling = ctx.sampling_for(params)
+        if scorer is not None:
+            sampling = scorer.prepare(sampling)
+        fmt = params.answer_format
         await ctx.progress(f"sampling {self.params.n} rationales")
         prompt = ctx.chat(prompts.qa(ctx.question, prompts.COT_TRIGGER))
         generation = await ctx.generate(
             prompt, role="draft", round=1, n=self.params.n, sampling=sampling, annotate=noting(fmt)
         )
+        samples = ctx.budget.records[-len(generation.choices) :]
         answers = [extract_answer(choice.text, fmt) for choice in generation.choices]
-        result = vote(answers)
+        weights = None
+        if scorer is not None:
+            weights = await scorer.score(ctx, generation.choices, round=1)
+            for record, weight in zip(samples, weights, strict=True):
+                record.meta["weight"] = round(weight, 6)
+        result = vote(answers, weights)
         chosen = generation.choices[result.winner_index or 0]
         return StrategyResult(
             answers=[Answer(chosen.text, chosen.finish_reason, result.winner)],
             details=VoteDetails(
-                votes=result.counts, winner=result.winner, winner_index=result.winner_index
+                votes=result.counts,
+                weights=result.weights,
+                winner=result.winner,
+                winner_index=result.winner_index,
             ),
         )

@@ -208,7 +208,16 @@ async def test_engine_failures_map_to_statuses(
 
 async def test_models_lists_plain_and_prefixed_names(client: httpx.AsyncClient) -> None:
     ids = [m["id"] for m in (await client.get("/v1/models")).json()["data"]]
-    strategies = ["cot", "direct", "pdr", "plan_and_solve", "self_consistency", "sr", "successive"]
+    strategies = [
+        "best_of_n",
+        "cot",
+        "direct",
+        "pdr",
+        "plan_and_solve",
+        "self_consistency",
+        "sr",
+        "successive",
+    ]
     assert ids == ["tiny", *(f"{s}:tiny" for s in strategies)]
 
 
@@ -411,6 +420,7 @@ async def test_strategies_are_listed_with_their_parameter_schemas(
     data = (await client.get("/v1/strategies")).json()["data"]
     by_id = {card["id"]: card for card in data}
     assert set(by_id) == {
+        "best_of_n",
         "cot",
         "direct",
         "pdr",

@@ -19,6 +19,7 @@ from ponder.strategies.engine import (
     StreamEnd,
     StreamEvent,
     TextDelta,
+    TokenLogprob,
 )
 
 
@@ -112,6 +113,9 @@ def _encode(choice: Choice, prompt_tokens: int) -> bytes:
             "completion_tokens": choice.completion_tokens,
             "finish_reason": choice.finish_reason,
             "reasoning": choice.reasoning,
+            "logprobs": None
+            if choice.logprobs is None
+            else [[t.token, t.logprob, list(t.top)] for t in choice.logprobs],
             "prompt_tokens": prompt_tokens,
         },
         separators=(",", ":"),
@@ -124,4 +128,7 @@ def _choice(entry: dict[str, Any]) -> Choice:
         entry["completion_tokens"],
         entry["finish_reason"],
         entry.get("reasoning") or "",
+        None
+        if entry.get("logprobs") is None
+        else tuple(TokenLogprob(t, lp, tuple(top)) for t, lp, top in entry["logprobs"]),
     )

@@ -32,7 +32,13 @@ def prompt_form(prompt: Prompt) -> Any:
 def call_keys(model: str, prompt: Prompt, sampling: Sampling, n: int) -> list[str]:
     """One key per sample of an engine call: the sample's index within its batch is part
     of its key, so ``n`` parallel drafts stay ``n`` distinct entries."""
-    base = {"model": model, "prompt": prompt_form(prompt), "sampling": sampling.to_body(), "n": n}
+    base = {
+        "model": model,
+        "prompt": prompt_form(prompt),
+        "sampling": sampling.to_body(),
+        "logprobs": sampling.logprobs,
+        "n": n,
+    }
     return [cache_key("call", {**base, "index": index}) for index in range(n)]
 
 

@@ -32,6 +32,7 @@ from ponder.strategies.engine import (
     StreamEnd,
     StreamEvent,
     TextDelta,
+    TokenLogprob,
 )
 from ponder.strategies.thinking import ThinkingFilter, split_thinking
 
@@ -193,6 +194,7 @@ class HTTPEngine:
                     completion_tokens=count,
                     finish_reason=c.get("finish_reason"),
                     reasoning=reasoning,
+                    logprobs=token_logprobs(c.get("logprobs")),
                 )
                 for (reasoning, text), count, c in zip(parts, counts, choices_json, strict=True)
             ),
@@ -240,6 +242,7 @@ class HTTPEngine:
         usage: dict[str, Any] = {}
         finish_reason: str | None = None
         token_ids: list[int] | None = None
+        logprobs: list[TokenLogprob] | None = None
         model = self._model
         async with self._exchange(path, body) as response:
             async for line in response.aiter_lines():
@@ -260,6 +263,9 @@ class HTTPEngine:
                     if text:
                         parts.append(text)
                         yield TextDelta(text)
+                    streamed = token_logprobs(choice.get("logprobs"))
+                    if streamed is not None:
+                        logprobs = (logprobs or []) + list(streamed)
                     if isinstance(choice.get("token_ids"), list):
                         token_ids = (token_ids or []) + choice["token_ids"]
                     finish_reason = choice.get("finish_reason") or finish_reason
@@ -281,6 +287,7 @@ class HTTPEngine:
                 completion_tokens=completion_tokens,
                 finish_reason=finish_reason,
                 reasoning="".join(thinking).strip(),
+                logprobs=tuple(logprobs) if logprobs is not None else None,
             ),
             prompt_tokens=int(usage.get("prompt_tokens") or 0),
             model=model,
@@ -324,8 +331,14 @@ class HTTPEngine:
             body.setdefault("return_token_ids", True)
         if isinstance(prompt, str):
             body["prompt"] = prompt
+            if sampling.logprobs is not None:
+                body["logprobs"] = sampling.logprobs
             return "/v1/completions", body
         body["messages"] = [_message_json(m) for m in prompt]
+        if sampling.logprobs is not None:
+            body["logprobs"] = True
+            if sampling.logprobs:
+                body["top_logprobs"] = sampling.logprobs
         return "/v1/chat/completions", body
 
     async def _post_json(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -409,6 +422,36 @@ def _merge(generations: list[Generation]) -> Generation:
 
 def _message_json(message: Message) -> dict[str, str]:
     return {"role": message.role, "content": message.content}
+
+
+def token_logprobs(value: Any) -> tuple[TokenLogprob, ...] | None:
+    """A choice's ``logprobs`` in either OpenAI form: chat's ``content`` list, or the
+    completions API's parallel ``tokens`` / ``token_logprobs`` / ``top_logprobs``."""
+    if not isinstance(value, dict):
+        return None
+    content = value.get("content")
+    if isinstance(content, list):
+        return tuple(
+            TokenLogprob(
+                str(entry.get("token", "")),
+                float(entry.get("logprob", 0.0)),
+                tuple(float(top.get("logprob", 0.0)) for top in entry.get("top_logprobs") or ()),
+            )
+            for entry in content
+            if isinstance(entry, dict)
+        )
+    tokens, values = value.get("tokens"), value.get("token_logprobs")
+    if isinstance(tokens, list) and isinstance(values, list):
+        tops = value.get("top_logprobs") or [None] * len(tokens)
+        return tuple(
+            TokenLogprob(
+                str(token),
+                float(logprob or 0.0),
+                tuple(float(v) for v in (top or {}).values()),
+            )
+            for token, logprob, top in zip(tokens, values, tops, strict=False)
+        )
+    return None
 
 
 def _reasoning_field(message: dict[str, Any]) -> str:
