@@ -18,6 +18,7 @@ from ponder.server.engines.managed import die_with_parent
 from ponder.server.engines.pool import EnginePool
 from ponder.server.engines.provider import EngineProvider
 from ponder.server.engines.retry import RetryPolicy
+from ponder.server.engines.reward import HTTPRewardModel
 from ponder.server.errors import install_error_handlers
 from ponder.server.gateway import Gateway
 from ponder.server.metrics import Metrics
@@ -85,12 +86,21 @@ def create_app(
     if engines is None:
         pool = engines = build_pool(settings, metrics)
     cache = build_cache(settings, metrics)
+    reward = None
+    if settings.reward_url:
+        reward = HTTPRewardModel(
+            settings.reward_url,
+            model=settings.reward_model,
+            timeout=settings.engine_timeout,
+            api_key=settings.engine_api_key,
+        )
     gateway = Gateway(
         settings=settings,
         engines=engines,
         registry=registry or Registry.default(),
         metrics=metrics,
         cache=cache,
+        reward=reward,
     )
 
     @asynccontextmanager
@@ -104,6 +114,8 @@ def create_app(
                 await pool.aclose()
             if cache is not None:
                 await cache.aclose()
+            if reward is not None:
+                await reward.aclose()
 
     app = FastAPI(title="Ponder", version="0.1.0", lifespan=lifespan)
     app.state.gateway = gateway

@@ -102,6 +102,13 @@ def serve(
     cache: Annotated[
         bool | None, typer.Option("--cache/--no-cache", help="cache deterministic answers")
     ] = None,
+    reward_url: Annotated[
+        str | None,
+        typer.Option(
+            help="a reward or classification model (vLLM's pooling runner) for the reward "
+            "scorer, e.g. http://127.0.0.1:8001/v1"
+        ),
+    ] = None,
     workers: Annotated[int | None, typer.Option(help="worker processes", min=1)] = None,
     log_level: Annotated[str | None, typer.Option(help="debug, info, warning, error")] = None,
 ) -> None:
@@ -119,6 +126,7 @@ def serve(
             default_strategy=default_strategy,
             redis_url=redis_url,
             cache=cache,
+            reward_url=reward_url,
             workers=workers,
             log_level=log_level,
         )

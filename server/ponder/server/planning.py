@@ -84,12 +84,14 @@ class PlanBuilder:
         registry: Registry,
         *,
         caching: bool,
+        reward_model: bool = False,
     ) -> None:
         self.settings = settings
         self.limits: Limits = settings.limits
         self.engines = engines
         self.registry = registry
         self.caching = caching
+        self.reward_model = reward_model
 
     def build(self, body: CompletionBody) -> Plan:
         endpoint = endpoint_for(body)
@@ -107,6 +109,13 @@ class PlanBuilder:
         sampling = self._sampling(body, endpoint.max_tokens(body))
         self._check_caps(body.n * len(prompts), endpoint.max_tokens(body), strategy, sampling)
         self._check_model(selection.model, body.model)
+        if strategy.uses_reward_model and not self.reward_model:
+            raise InvalidRequest(
+                "ponder.scorer 'reward' needs a reward model, and this server has none "
+                "(start it with --reward-url)",
+                param="ponder.scorer",
+                code="invalid_parameter",
+            )
         return Plan(
             request_id=uuid.uuid4().hex,
             endpoint=endpoint,

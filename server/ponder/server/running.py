@@ -9,7 +9,7 @@ from ponder.server.engines.provider import EngineProvider
 from ponder.server.planning import Plan
 from ponder.strategies.base import DeltaSink, ProgressSink
 from ponder.strategies.demos import Resources
-from ponder.strategies.engine import Engine
+from ponder.strategies.engine import Engine, RewardModel
 from ponder.strategies.limits import Limits
 from ponder.strategies.runs import Run, run_jobs
 
@@ -28,6 +28,7 @@ class Runner:
     cache: Cache | None
     limits: Limits
     resources: Resources
+    reward: RewardModel | None = None
 
     async def run(
         self,
@@ -46,6 +47,7 @@ class Runner:
             sampling=plan.sampling,
             limits=self.limits,
             resources=self.resources,
+            reward=self.reward,
             on_delta=on_delta,
             on_progress=on_progress,
         )

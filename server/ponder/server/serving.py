@@ -38,6 +38,7 @@ from ponder.server.streaming import (
     event_stream,
     unless_client_leaves,
 )
+from ponder.strategies.engine import RewardModel
 from ponder.strategies.registry import Registry
 
 __all__ = ["CACHE_HEADER", "CompletionServing"]
@@ -59,12 +60,15 @@ class CompletionServing:
         registry: Registry,
         metrics: Metrics,
         cache: Cache | None = None,
+        reward: RewardModel | None = None,
     ) -> None:
         self.engines = engines
         self.metrics = metrics
         self.cache = cache
-        self.plans = PlanBuilder(settings, engines, registry, caching=cache is not None)
-        self.runner = Runner(engines, cache, settings.limits, settings.resources)
+        self.plans = PlanBuilder(
+            settings, engines, registry, caching=cache is not None, reward_model=reward is not None
+        )
+        self.runner = Runner(engines, cache, settings.limits, settings.resources, reward)
 
     async def handle(self, body: CompletionBody, request: Request) -> Response:
         """Plan the request and serve it, from the cache when it can; failures are OpenAI errors."""

@@ -106,6 +106,14 @@ class Settings(BaseSettings):
     threads: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
     cache_dir: Path = Field(default_factory=default_cache_dir)
 
+    # The reward scorer's model (vLLM's pooling runner: /classify or /pooling).
+    reward_url: str | None = Field(
+        None, description="a reward or classification model for the reward scorer"
+    )
+    reward_model: str | None = Field(
+        None, description="its model name (default: the first it lists)"
+    )
+
     # Engine calls.
     engine_timeout: float = Field(300.0, gt=0, description="seconds per engine call")
     engine_connect_timeout: float = Field(10.0, gt=0)

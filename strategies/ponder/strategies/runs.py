@@ -26,7 +26,7 @@ from ponder.strategies.base import (
 from ponder.strategies.budget import Budget, CallRecord, Usage, combine_parallel
 from ponder.strategies.demos import Resources
 from ponder.strategies.details import Details
-from ponder.strategies.engine import Engine, Prompt, Sampling
+from ponder.strategies.engine import Engine, Prompt, RewardModel, Sampling
 from ponder.strategies.limits import Limits
 
 
@@ -72,6 +72,7 @@ async def run_jobs(
     sampling: Sampling,
     limits: Limits | None = None,
     resources: Resources | None = None,
+    reward: RewardModel | None = None,
     on_delta: DeltaSink | None = None,
     on_progress: ProgressSink | None = None,
 ) -> Run:
@@ -96,6 +97,7 @@ async def run_jobs(
             limits=limits,
             seed=sampling.seed or 0,
             resources=resources,
+            reward=reward,
             on_delta=sink,
             on_progress=on_progress,
         )
@@ -119,6 +121,7 @@ async def run_strategy(
     n: int = 1,
     limits: Limits | None = None,
     resources: Resources | None = None,
+    reward: RewardModel | None = None,
     on_delta: DeltaSink | None = None,
     on_progress: ProgressSink | None = None,
 ) -> Run:
@@ -136,6 +139,7 @@ async def run_strategy(
         sampling=sampling,
         limits=limits,
         resources=resources,
+        reward=reward,
         on_delta=on_delta,
         on_progress=on_progress,
     )

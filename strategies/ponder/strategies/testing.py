@@ -23,6 +23,7 @@ from ponder.strategies.engine import (
     StreamEnd,
     StreamEvent,
     TextDelta,
+    TokenLogprob,
 )
 
 #: Writes the text of sample ``index`` for a rendered prompt.
@@ -56,6 +57,8 @@ class ScriptedEngine:
 
     script: Script = echo_script
     model: str = "scripted"
+    #: Each word's log-probability in sample ``index`` of a prompt, when a call asks for them.
+    token_logprob: Callable[[str, int], float] = lambda prompt, index: -1.0
     delay: float = 0.0
     fail_with: list[EngineError] = field(default_factory=list)
     calls: list[ScriptedCall] = field(default_factory=list)
@@ -68,7 +71,10 @@ class ScriptedEngine:
         await self._wait()
         texts = [self._limit(self.script(rendered, i), sampling) for i in range(n)]
         return Generation(
-            choices=tuple(Choice(t, count_words(t), "stop") for t in texts),
+            choices=tuple(
+                Choice(t, count_words(t), "stop", logprobs=self._logprobs(rendered, i, t, sampling))
+                for i, t in enumerate(texts)
+            ),
             prompt_tokens=count_words(rendered),
             model=self.model,
         )
@@ -105,6 +111,15 @@ class ScriptedEngine:
             raise
         finally:
             self.in_flight -= 1
+
+    def _logprobs(
+        self, prompt: str, index: int, text: str, sampling: Sampling
+    ) -> tuple[TokenLogprob, ...] | None:
+        if sampling.logprobs is None:
+            return None
+        value = self.token_logprob(prompt, index)
+        top = tuple(value - k for k in range(max(1, sampling.logprobs)))
+        return tuple(TokenLogprob(word, value, top) for word in text.split())
 
     @staticmethod
     def _limit(text: str, sampling: Sampling) -> str:
