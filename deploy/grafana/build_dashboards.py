@@ -57,17 +57,25 @@ def stat(title: str, unit: str, expr: str, description: str = "") -> Panel:
     }
 
 
-def tradeoff_chart(title: str, x_field: str, x_expr: str, x_unit: str) -> Panel:
-    """Accuracy (y) against a cost (x), one point per configuration: the PDR paper's figure."""
+#: The evaluation series a dashboard shows: the chosen datasets and models.
+EVAL = 'dataset=~"$dataset", model=~"$model"'
+
+
+def tradeoff_chart(title: str, x_field: str, x_metric: str, x_unit: str) -> Panel:
+    """Accuracy (y) against a cost (x), one point per configuration: the PDR paper's figure,
+    with the ends of each accuracy's 95% interval as points above and below it."""
     return {
         "type": "xychart",
         "title": title,
-        "description": "One point per evaluated configuration (label: config). Up and to "
-        "the left is better; published by `ponder eval` through POST /v1/eval/results.",
+        "description": "One point per evaluated configuration (hover: its config); the "
+        "accuracy's 95% interval as the points above and below it. Up and to the left is "
+        "better; published by `ponder eval` through POST /v1/eval/results.",
         "datasource": DATASOURCE,
         "targets": [
-            target('ponder_eval_accuracy{dataset=~"$dataset"}', ref="accuracy", instant=True),
-            target(x_expr, ref="cost", instant=True),
+            target(f"ponder_eval_accuracy{{{EVAL}}}", ref="accuracy", instant=True),
+            target(f"ponder_eval_accuracy_ci_low{{{EVAL}}}", ref="low", instant=True),
+            target(f"ponder_eval_accuracy_ci_high{{{EVAL}}}", ref="high", instant=True),
+            target(f"{x_metric}{{{EVAL}}}", ref="cost", instant=True),
         ],
         "transformations": [
             {"id": "merge", "options": {}},
@@ -75,21 +83,34 @@ def tradeoff_chart(title: str, x_field: str, x_expr: str, x_unit: str) -> Panel:
                 "id": "organize",
                 "options": {
                     "excludeByName": {"Time": True},
-                    "renameByName": {"Value #accuracy": "accuracy", "Value #cost": x_field},
+                    "renameByName": {
+                        "Value #accuracy": "accuracy",
+                        "Value #low": "95% CI low",
+                        "Value #high": "95% CI high",
+                        "Value #cost": x_field,
+                    },
                 },
             },
         ],
         "fieldConfig": {
             "defaults": {"custom": {"show": "points", "pointSize": {"fixed": 8}}},
             "overrides": [
-                {
-                    "matcher": {"id": "byName", "options": "accuracy"},
-                    "properties": [
-                        {"id": "unit", "value": "percentunit"},
-                        {"id": "min", "value": 0},
-                        {"id": "max", "value": 1},
-                    ],
-                },
+                *(
+                    {
+                        "matcher": {"id": "byName", "options": name},
+                        "properties": [
+                            {"id": "unit", "value": "percentunit"},
+                            {"id": "min", "value": 0},
+                            {"id": "max", "value": 1},
+                            *(
+                                [{"id": "custom.pointSize", "value": {"fixed": 4}}]
+                                if name != "accuracy"
+                                else []
+                            ),
+                        ],
+                    }
+                    for name in ("accuracy", "95% CI low", "95% CI high")
+                ),
                 {
                     "matcher": {"id": "byName", "options": x_field},
                     "properties": [{"id": "unit", "value": x_unit}],
@@ -98,7 +119,10 @@ def tradeoff_chart(title: str, x_field: str, x_expr: str, x_unit: str) -> Panel:
         },
         "options": {
             "mapping": "auto",
-            "dims": {"x": x_field, "exclude": ["dataset", "strategy", "config", "items"]},
+            "dims": {
+                "x": x_field,
+                "exclude": ["dataset", "model", "strategy", "config", "items"],
+            },
             "series": [],
             "legend": {"showLegend": True, "displayMode": "table", "placement": "right"},
             "tooltip": {"mode": "multi"},
@@ -109,6 +133,8 @@ def tradeoff_chart(title: str, x_field: str, x_expr: str, x_unit: str) -> Panel:
 def results_table() -> Panel:
     refs = {
         "accuracy": "ponder_eval_accuracy",
+        "ci_low": "ponder_eval_accuracy_ci_low",
+        "ci_high": "ponder_eval_accuracy_ci_high",
         "latency": "ponder_eval_mean_latency_seconds",
         "sequential": "ponder_eval_mean_sequential_tokens",
         "total": "ponder_eval_mean_total_tokens",
@@ -117,12 +143,11 @@ def results_table() -> Panel:
     return {
         "type": "table",
         "title": "Evaluation results",
-        "description": "Per configuration: accuracy, mean latency, mean sequential and "
-        "total tokens per problem, problems graded.",
+        "description": "Per configuration: accuracy and its 95% interval, mean latency, "
+        "mean sequential and total tokens per problem, problems graded.",
         "datasource": DATASOURCE,
         "targets": [
-            target(f'{metric}{{dataset=~"$dataset"}}', ref=ref, instant=True)
-            for ref, metric in refs.items()
+            target(f"{metric}{{{EVAL}}}", ref=ref, instant=True) for ref, metric in refs.items()
         ],
         "transformations": [
             {"id": "merge", "options": {}},
@@ -137,10 +162,13 @@ def results_table() -> Panel:
         "fieldConfig": {
             "defaults": {},
             "overrides": [
-                {
-                    "matcher": {"id": "byName", "options": "accuracy"},
-                    "properties": [{"id": "unit", "value": "percentunit"}],
-                },
+                *(
+                    {
+                        "matcher": {"id": "byName", "options": name},
+                        "properties": [{"id": "unit", "value": "percentunit"}],
+                    }
+                    for name in ("accuracy", "ci_low", "ci_high")
+                ),
                 {
                     "matcher": {"id": "byName", "options": "latency"},
                     "properties": [{"id": "unit", "value": "s"}],
@@ -178,20 +206,15 @@ def variable(name: str, label: str, query: str) -> dict[str, Any]:
 
 def dashboard(uid: str, title: str, panels: list[Panel], variables: list[dict[str, Any]]) -> Any:
     laid_out = []
+    x = y = 0  # half-width panels fill rows of two; a table takes a row of its own
     for number, panel in enumerate(panels):
         width = 24 if panel["type"] == "table" else 12
+        if x + width > 24:
+            x, y = 0, y + 8
         laid_out.append(
-            {
-                **panel,
-                "id": number + 1,
-                "gridPos": {
-                    "h": 8,
-                    "w": width,
-                    "x": (number % 2) * 12 if width == 12 else 0,
-                    "y": (number // 2) * 8,
-                },
-            }
+            {**panel, "id": number + 1, "gridPos": {"h": 8, "w": width, "x": x, "y": y}}
         )
+        x += width
     return {
         "uid": uid,
         "title": title,
@@ -213,20 +236,30 @@ def tradeoffs() -> Any:
         "Ponder / Reasoning trade-offs",
         [
             tradeoff_chart(
-                "Accuracy against latency",
-                "latency",
-                'ponder_eval_mean_latency_seconds{dataset=~"$dataset"}',
-                "s",
+                "Accuracy against latency", "latency", "ponder_eval_mean_latency_seconds", "s"
             ),
             tradeoff_chart(
                 "Accuracy against sequential tokens",
                 "sequential tokens",
-                'ponder_eval_mean_sequential_tokens{dataset=~"$dataset"}',
+                "ponder_eval_mean_sequential_tokens",
+                "short",
+            ),
+            tradeoff_chart(
+                "Accuracy against total tokens (cost)",
+                "total tokens",
+                "ponder_eval_mean_total_tokens",
                 "short",
             ),
             results_table(),
         ],
-        [variable("dataset", "Dataset", "label_values(ponder_eval_accuracy, dataset)")],
+        [
+            variable("dataset", "Dataset", "label_values(ponder_eval_accuracy, dataset)"),
+            variable(
+                "model",
+                "Model",
+                'label_values(ponder_eval_accuracy{dataset=~"$dataset"}, model)',
+            ),
+        ],
     )
 
 

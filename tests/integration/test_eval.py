@@ -8,11 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import httpx
-
 from ponder.clients.evaluation.datasets import load
 from ponder.server.engines.managed import ManagedEngine
-from tests.integration.conftest import metric_sum
+from tests.integration.conftest import MODEL, metric_sum
 
 SAMPLES = Path(__file__).parents[1] / "data" / "datasets"
 
@@ -44,6 +42,7 @@ def test_eval_runs_reports_publishes_and_resumes(
         "--max-tokens", "32",
         "--seed", "1",
         "--concurrency", "2",
+        "--baseline", "direct",
         "--out", str(out),
     )  # fmt: skip
     result = ponder_eval(*args, cwd=tmp_path)
@@ -66,9 +65,18 @@ def test_eval_runs_reports_publishes_and_resumes(
     assert (out / "tradeoffs.png").read_bytes()[:4] == b"\x89PNG"
     assert "| direct | 3 |" in (out / "report.md").read_text()
     assert "accuracy (95% CI)" in result.stderr  # the terminal table
-    metrics = httpx.get(llamacpp_gateway.url + "/metrics", timeout=10).text
+    report = (out / "report.md").read_text()
+    assert "vs direct: difference (95% CI) | McNemar p |" in report  # --baseline direct
     assert (
-        'ponder_eval_accuracy{config="sr rounds=1",dataset="multiarith",strategy="sr"}' in metrics
+        metric_sum(
+            llamacpp_gateway.url,
+            "ponder_eval_items",
+            config="sr rounds=1",
+            dataset="multiarith",
+            model=MODEL,
+            strategy="sr",
+        )
+        == 3
     )
 
     served = requests_served(llamacpp_gateway)
@@ -101,3 +109,9 @@ def test_eval_refuses_bad_input_clearly(tmp_path: Path) -> None:
     result = ponder_eval(str(SAMPLES / "multiarith.jsonl"), "--sweep", "rounds=1", cwd=tmp_path)
     assert result.returncode == 2
     assert "STRATEGY.PARAMETER=VALUE" in result.stderr
+    result = ponder_eval(
+        str(SAMPLES / "multiarith.jsonl"), "--strategy", "direct", "--baseline", "cot",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "baseline 'cot' is not a configuration (direct)" in result.stderr

@@ -282,6 +282,13 @@ def evaluate(
         str | None, typer.Option(help="numeric, integer, latex or drop (default: the format's)")
     ] = None,
     api_key: Annotated[str | None, typer.Option(envvar="PONDER_API_KEY")] = None,
+    baseline: Annotated[
+        str | None,
+        typer.Option(
+            help="the configuration the others are compared with, item by item (paired "
+            "difference, McNemar's test; default: the one named cot, if any)"
+        ),
+    ] = None,
 ) -> None:
     """Run a dataset through strategy configurations; report accuracy, latency and tokens."""
     try:
@@ -315,6 +322,10 @@ def evaluate(
     except (DatasetError, configurations.ConfigError) as error:
         typer.echo(f"ponder eval: {error}", err=True)
         raise typer.Exit(2) from None
+    if baseline is not None and baseline not in {c.name for c in chosen}:
+        names = ", ".join(c.name for c in chosen)
+        typer.echo(f"ponder eval: baseline {baseline!r} is not a configuration ({names})", err=True)
+        raise typer.Exit(2)
     options = RunOptions(
         model=model,
         max_tokens=max_tokens,
@@ -359,6 +370,7 @@ def evaluate(
                 console=console,
                 api_key=api_key,
                 publish_results=publish,
+                baseline=baseline,
             )
         )
 

@@ -30,6 +30,8 @@ class EvalResult(BaseModel):
     strategy: Label
     config: Label = Field(description="the configuration's name, unique within the dataset")
     accuracy: float = Field(ge=0.0, le=1.0)
+    accuracy_ci_low: float | None = Field(None, ge=0.0, le=1.0, description="95% interval")
+    accuracy_ci_high: float | None = Field(None, ge=0.0, le=1.0)
     mean_latency_seconds: float = Field(ge=0.0)
     mean_sequential_tokens: float = Field(ge=0.0)
     mean_total_tokens: float = Field(ge=0.0)
@@ -40,6 +42,7 @@ class EvalReport(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     dataset: Label
+    model: Label = Field("unknown", description="the model the results were measured on")
     results: list[EvalResult] = Field(min_length=1, max_length=64)
 
 
@@ -49,14 +52,14 @@ class EvalBoard:
     def __init__(self, metrics: Metrics, max_series: int) -> None:
         self._metrics = metrics
         self._max_series = max_series
-        self._series: set[tuple[str, str, str]] = set()
+        self._series: set[tuple[str, str, str, str]] = set()
 
     def __len__(self) -> int:
         return len(self._series)
 
     def record(self, report: EvalReport) -> int:
         """Set the gauges of every result; refuse the whole report if it would pass the cap."""
-        keys = {(report.dataset, r.strategy, r.config) for r in report.results}
+        keys = {(report.dataset, report.model, r.strategy, r.config) for r in report.results}
         new = keys - self._series
         if len(self._series) + len(new) > self._max_series:
             raise InvalidRequest(
@@ -68,8 +71,11 @@ class EvalBoard:
         self._series |= new
         m = self._metrics
         for result in report.results:
-            labels = (report.dataset, result.strategy, result.config)
+            labels = (report.dataset, report.model, result.strategy, result.config)
             m.eval_accuracy.labels(*labels).set(result.accuracy)
+            low, high = result.accuracy_ci_low, result.accuracy_ci_high
+            m.eval_accuracy_ci_low.labels(*labels).set(result.accuracy if low is None else low)
+            m.eval_accuracy_ci_high.labels(*labels).set(result.accuracy if high is None else high)
             m.eval_latency.labels(*labels).set(result.mean_latency_seconds)
             m.eval_sequential_tokens.labels(*labels).set(result.mean_sequential_tokens)
             m.eval_total_tokens.labels(*labels).set(result.mean_total_tokens)

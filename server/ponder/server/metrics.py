@@ -128,6 +128,14 @@ class Metrics:
             "ponder_eval_accuracy",
             "Accuracy of a strategy configuration on a dataset, from the last evaluation run.",
         )
+        self.eval_accuracy_ci_low = self._eval_gauge(
+            "ponder_eval_accuracy_ci_low",
+            "Lower end of the accuracy's 95% interval (Wilson) in that evaluation run.",
+        )
+        self.eval_accuracy_ci_high = self._eval_gauge(
+            "ponder_eval_accuracy_ci_high",
+            "Upper end of the accuracy's 95% interval (Wilson) in that evaluation run.",
+        )
         self.eval_latency = self._eval_gauge(
             "ponder_eval_mean_latency_seconds", "Mean seconds per problem of that evaluation run."
         )
@@ -147,7 +155,7 @@ class Metrics:
         return Gauge(
             name,
             documentation,
-            ["dataset", "strategy", "config"],
+            ["dataset", "model", "strategy", "config"],
             registry=self.registry,
             multiprocess_mode="mostrecent",
         )

@@ -9,7 +9,15 @@ import pytest
 
 from ponder.clients.evaluation.configs import Configuration
 from ponder.clients.evaluation.plot import pareto_front, plot
-from ponder.clients.evaluation.report import label, markdown, summarise, wilson_interval, write_csv
+from ponder.clients.evaluation.report import (
+    label,
+    markdown,
+    mcnemar_exact,
+    paired,
+    summarise,
+    wilson_interval,
+    write_csv,
+)
 
 
 def record(config: Configuration, item: int, correct: bool, **more: Any) -> dict[str, Any]:
@@ -79,3 +87,38 @@ def test_labels_are_what_the_server_accepts() -> None:
     assert label('pdr {"k": 2}') == "pdr __k_: 2_"
     assert len(label("x" * 200)) == 80
     assert label("") == "_"
+
+
+def test_mcnemar_exact_p_values() -> None:
+    assert mcnemar_exact(0, 0) == 1.0
+    assert mcnemar_exact(5, 5) == 1.0
+    assert mcnemar_exact(10, 0) == pytest.approx(2 / 1024)
+    assert mcnemar_exact(7, 2) == pytest.approx(0.1796875)  # binom(9, 0.5): 2 * P(X <= 2)
+
+
+def test_paired_comparison_against_the_baseline_uses_shared_items_only() -> None:
+    base, other = Configuration("cot", "cot"), Configuration("pdr", "pdr")
+    records = [record(base, i, correct=i < 5) for i in range(10)]
+    records += [record(other, i, correct=i in (0, 1, 5, 6, 7, 8)) for i in range(9)]
+    result = paired(base, [base, other], records)
+    comparison = result[other.key]
+    assert (comparison.items, comparison.gained, comparison.lost) == (9, 4, 3)
+    assert comparison.difference == pytest.approx(1 / 9)
+    low, high = comparison.interval
+    assert low < comparison.difference < high
+    assert comparison.p_value == pytest.approx(1.0)
+    assert result[base.key].gained == result[base.key].lost == 0
+    summaries = summarise([base, other], records)
+    table = markdown(summaries, [result[base.key], result[other.key]])
+    assert "vs cot: difference (95% CI) | McNemar p |" in table
+    assert "| +11.1% (" in table
+    assert "4 gained, 3 lost | 1 |" in table
+
+
+def test_the_plot_labels_every_point_without_overlap(tmp_path: Path) -> None:
+    configs = [Configuration(f"pdr variant {i}", "pdr") for i in range(6)]
+    # Six configurations at the same spot: labels must find room or be numbered.
+    records = [record(c, 0, correct=True) for c in configs]
+    numbered = plot(summarise(configs, records), tmp_path / "same.png", "title")
+    assert (tmp_path / "same.png").stat().st_size > 0
+    assert all(entry.startswith("[") for entry in numbered)

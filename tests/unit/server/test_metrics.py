@@ -28,6 +28,8 @@ FAMILIES = {
     "ponder_cache_misses": "counter",
     "ponder_in_flight_requests": "gauge",
     "ponder_eval_accuracy": "gauge",
+    "ponder_eval_accuracy_ci_low": "gauge",
+    "ponder_eval_accuracy_ci_high": "gauge",
     "ponder_eval_mean_latency_seconds": "gauge",
     "ponder_eval_mean_sequential_tokens": "gauge",
     "ponder_eval_mean_total_tokens": "gauge",
@@ -49,7 +51,11 @@ def report(**overrides: Any) -> dict[str, Any]:
         "mean_total_tokens": 2400,
         "items": 100,
     }
-    return {"dataset": "multiarith", "results": [{**result, **overrides}]}
+    return {
+        "dataset": "multiarith",
+        "model": "qwen2.5-coder-0.5b",
+        "results": [{**result, **overrides}],
+    }
 
 
 async def scrape(client: httpx.AsyncClient) -> dict[str, Any]:
@@ -120,8 +126,19 @@ async def test_evaluation_results_become_gauges(client: httpx.AsyncClient) -> No
     assert response.json()["recorded"] == 1
     families = await scrape(client)
     (sample,) = families["ponder_eval_accuracy"].samples
-    assert sample.labels == {"dataset": "multiarith", "strategy": "pdr", "config": "pdr [4,2,1]"}
+    assert sample.labels == {
+        "dataset": "multiarith",
+        "model": "qwen2.5-coder-0.5b",
+        "strategy": "pdr",
+        "config": "pdr [4,2,1]",
+    }
     assert sample.value == 0.25
+    # No interval was sent: both ends are the accuracy itself.
+    assert families["ponder_eval_accuracy_ci_low"].samples[0].value == 0.25
+    await client.post("/v1/eval/results", json=report(accuracy_ci_low=0.17, accuracy_ci_high=0.35))
+    families = await scrape(client)
+    assert families["ponder_eval_accuracy_ci_low"].samples[0].value == 0.17
+    assert families["ponder_eval_accuracy_ci_high"].samples[0].value == 0.35
     assert families["ponder_eval_mean_sequential_tokens"].samples[0].value == 800
     await client.post("/v1/eval/results", json=report(accuracy=0.5))  # the latest run wins
     families = await scrape(client)

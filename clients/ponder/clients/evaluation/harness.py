@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import httpx
 from rich.console import Console
@@ -16,8 +17,10 @@ from ponder.clients.evaluation.datasets import Dataset
 from ponder.clients.evaluation.plot import plot
 from ponder.clients.evaluation.report import (
     SUMMARY_FILE,
+    Paired,
     Summary,
     markdown,
+    paired,
     publish,
     summarise,
     table,
@@ -60,7 +63,10 @@ async def evaluate(
     console: Console,
     api_key: str | None = None,
     publish_results: bool = True,
+    baseline: str | None = None,
 ) -> list[Summary]:
+    """Run every configuration, then report; ``baseline`` names the configuration the
+    others are compared with, item by item (default: one named ``cot``, if any)."""
     outputs = Outputs(out)
     async with AsyncPonder(server, api_key=api_key, timeout=3600) as client:
         if options.model is None:
@@ -91,16 +97,34 @@ async def evaluate(
     records = [r for r in latest_records(outputs.items).values() if r["item"] in wanted]
     summaries = summarise(configurations, records)
     write_csv(summaries, outputs.summary)
-    outputs.report.write_text(markdown(summaries))
-    title = f"{dataset.name}: {len(dataset.problems)} problems"
+    against = _against(baseline, configurations, records)
+    by_name = {c.name: c.key for c in configurations}
+    outputs.report.write_text(
+        markdown(summaries, [against.get(by_name[s.config]) for s in summaries])
+    )
+    title = (
+        f"{dataset.name}, first {len(dataset.problems)} problems; model {options.model}; "
+        f"seed {options.seed if options.seed is not None else 'none'}; max_tokens "
+        f"{options.max_tokens if options.max_tokens is not None else 'the server default'}"
+    )
     plot(summaries, outputs.plot, title)
     console.print(table(summaries, title))
     console.print(f"items: {outputs.items}\nsummary: {outputs.summary}\nplot: {outputs.plot}")
     if publish_results:
         try:
-            publish(server, dataset.name, summaries, api_key)
+            publish(server, dataset.name, summaries, api_key, model=options.model or "")
         except httpx.HTTPError as error:  # the results are on disk; the metrics can wait
             console.print(f"[yellow]could not publish the results to {server}: {error}[/]")
         else:
             console.print(f"published to {server.rstrip('/')}/eval/results (ponder_eval_*)")
     return summaries
+
+
+def _against(
+    baseline: str | None, configurations: Sequence[Configuration], records: list[dict[str, Any]]
+) -> dict[str, Paired]:
+    names = {c.name: c for c in configurations}
+    chosen = names.get(baseline) if baseline is not None else names.get("cot")
+    if baseline is not None and chosen is None:
+        raise ValueError(f"baseline {baseline!r} is not one of the configurations")
+    return paired(chosen, configurations, records) if chosen is not None else {}

@@ -50,6 +50,76 @@ def wilson_interval(successes: int, trials: int, z: float = 1.96) -> tuple[float
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
+@dataclass(frozen=True, slots=True)
+class Paired:
+    """A configuration against the baseline on the items both answered (a paired test).
+
+    ``gained``: the configuration right where the baseline was wrong; ``lost``: the
+    reverse. McNemar's exact test reads only these discordant items.
+    """
+
+    config: str
+    baseline: str
+    items: int
+    gained: int
+    lost: int
+
+    @property
+    def difference(self) -> float:
+        return (self.gained - self.lost) / self.items if self.items else 0.0
+
+    @property
+    def interval(self) -> tuple[float, float]:
+        """A 95% interval of the paired difference in accuracy (Wald, for paired data)."""
+        if not self.items:
+            return 0.0, 0.0
+        n, d = self.items, self.difference
+        variance = ((self.gained + self.lost) - n * d * d) / (n * n)
+        half = 1.96 * math.sqrt(max(variance, 0.0))
+        return d - half, d + half
+
+    @property
+    def p_value(self) -> float:
+        """McNemar's exact two-sided p-value (a binomial test on the discordant items)."""
+        return mcnemar_exact(self.gained, self.lost)
+
+
+def mcnemar_exact(gained: int, lost: int) -> float:
+    discordant = gained + lost
+    if discordant == 0:
+        return 1.0
+    tail = sum(math.comb(discordant, k) for k in range(min(gained, lost) + 1))
+    return min(1.0, 2.0 * tail / float(2**discordant))
+
+
+def paired(
+    baseline: Configuration,
+    configurations: Sequence[Configuration],
+    records: Iterable[dict[str, Any]],
+) -> dict[str, Paired]:
+    """Each configuration (the baseline's included) against the baseline, by config key."""
+    by_key: dict[str, dict[Any, bool]] = {}
+    for record in records:
+        by_key.setdefault(record["config_key"], {})[record["item"]] = bool(
+            not record.get("error") and record.get("correct")
+        )
+    base = by_key.get(baseline.key, {})
+    result = {}
+    for configuration in configurations:
+        mine = by_key.get(configuration.key)
+        if not mine:
+            continue
+        shared = sorted(set(mine) & set(base), key=str)
+        result[configuration.key] = Paired(
+            config=configuration.name,
+            baseline=baseline.name,
+            items=len(shared),
+            gained=sum(1 for i in shared if mine[i] and not base[i]),
+            lost=sum(1 for i in shared if base[i] and not mine[i]),
+        )
+    return result
+
+
 def summarise(
     configurations: Sequence[Configuration], records: Iterable[dict[str, Any]]
 ) -> list[Summary]:
@@ -133,20 +203,38 @@ def table(summaries: Sequence[Summary], title: str) -> Table:
     return result
 
 
-def markdown(summaries: Sequence[Summary]) -> str:
-    """The report table as Markdown (for docs)."""
-    lines = [
+def markdown(summaries: Sequence[Summary], against: Sequence[Paired | None] | None = None) -> str:
+    """The report table as Markdown (for docs); with ``against``, each row's paired
+    difference from the baseline, its 95% interval and McNemar's p-value."""
+    paired_columns = against is not None and any(p is not None for p in against)
+    head = (
         "| configuration | n | accuracy (95% CI) | latency mean / p50 / p95 (s) "
-        "| sequential tokens | total tokens | calls | errors |",
-        "| --- | --: | --: | --: | --: | --: | --: | --: |",
-    ]
-    for s in summaries:
-        lines.append(
+        "| sequential tokens | total tokens | calls | errors |"
+    )
+    rule = "| --- | --: | --: | --: | --: | --: | --: | --: |"
+    if paired_columns:
+        baseline = next(p for p in against or () if p is not None).baseline
+        head += f" vs {baseline}: difference (95% CI) | McNemar p |"
+        rule += " --: | --: |"
+    lines = [head, rule]
+    for index, s in enumerate(summaries):
+        row = (
             f"| {s.config} | {s.items} | {s.accuracy:.1%} ({s.ci_low:.1%}-{s.ci_high:.1%}) "
             f"| {s.latency_mean_s:.2f} / {s.latency_p50_s:.2f} / {s.latency_p95_s:.2f} "
             f"| {s.sequential_tokens_mean:.0f} | {s.total_tokens_mean:.0f} "
             f"| {s.calls_mean:.1f} | {s.errors} |"
         )
+        if paired_columns:
+            p = against[index] if against is not None else None
+            if p is None or p.config == p.baseline:
+                row += " — | — |"
+            else:
+                low, high = p.interval
+                row += (
+                    f" {p.difference:+.1%} ({low:+.1%} to {high:+.1%}), {p.gained} gained, "
+                    f"{p.lost} lost | {p.p_value:.3g} |"
+                )
+        lines.append(row)
     return "\n".join(lines) + "\n"
 
 
@@ -158,13 +246,22 @@ def label(text: str) -> str:
     return _LABEL.sub("_", text)[:80] or "_"
 
 
-def publish(server: str, dataset: str, summaries: Sequence[Summary], api_key: str | None) -> None:
+def publish(
+    server: str,
+    dataset: str,
+    summaries: Sequence[Summary],
+    api_key: str | None,
+    *,
+    model: str = "",
+) -> None:
     """POST the summaries to the server's /v1/eval/results (its ``ponder_eval_*`` gauges)."""
     results = [
         {
             "strategy": label(s.strategy),
             "config": label(s.config),
             "accuracy": s.accuracy,
+            "accuracy_ci_low": s.ci_low,
+            "accuracy_ci_high": s.ci_high,
             "mean_latency_seconds": s.latency_mean_s,
             "mean_sequential_tokens": s.sequential_tokens_mean,
             "mean_total_tokens": s.total_tokens_mean,
@@ -176,7 +273,11 @@ def publish(server: str, dataset: str, summaries: Sequence[Summary], api_key: st
     for start in range(0, len(results), 64):
         response = httpx.post(
             server.rstrip("/") + "/eval/results",
-            json={"dataset": label(dataset), "results": results[start : start + 64]},
+            json={
+                "dataset": label(dataset),
+                "model": label(model or "unknown"),
+                "results": results[start : start + 64],
+            },
             headers=headers,
             timeout=30,
         )
