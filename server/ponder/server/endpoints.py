@@ -18,14 +18,21 @@ from ponder.server.protocol import (
     ChatChoice,
     ChatCompletion,
     ChatCompletionRequest,
+    ChatMessage,
+    ChoiceLogprobs,
     Completion,
     CompletionChoice,
+    CompletionLogprobs,
     CompletionRequest,
+    FunctionCall,
     PonderInfo,
+    TokenLogprobOut,
+    ToolCallOut,
+    TopLogprob,
     Usage,
 )
 from ponder.strategies.base import Answer
-from ponder.strategies.engine import Message, Prompt
+from ponder.strategies.engine import Message, Prompt, ToolCall
 
 Kind = Literal["chat", "text"]
 CompletionResponse = ChatCompletion | Completion
@@ -34,11 +41,14 @@ CompletionBody = ChatCompletionRequest | CompletionRequest
 
 @dataclass(frozen=True, slots=True)
 class Ending:
-    """How one choice of a stream ends: its text not streamed yet, and its finish reason."""
+    """How one choice of a stream ends: its text not streamed yet, its finish reason, and
+    what only the end can carry: its tool calls, its log-probabilities."""
 
     index: int
     text: str | None
     finish_reason: str
+    tool_calls: list[ToolCallOut] | None = None
+    logprobs: dict[str, Any] | None = None
 
 
 class Endpoint(ABC):
@@ -63,9 +73,14 @@ class Endpoint(ABC):
         answers: Sequence[Answer],
         usage: Usage,
         info: PonderInfo,
-        created: int | None = None,
+        logprobs: int | None = None,
     ) -> CompletionResponse:
-        """The response object for ``answers``."""
+        """The response object for ``answers`` (with ``logprobs`` top alternatives per
+        token when the request asked for log-probabilities)."""
+
+    @abstractmethod
+    def ending(self, index: int, answer: Answer, streamed: bool, logprobs: int | None) -> Ending:
+        """How the stream of ``answer`` ends (``streamed``: its text was sent already)."""
 
     @abstractmethod
     def parse(self, stored: dict[str, Any]) -> CompletionResponse:
@@ -76,8 +91,11 @@ class Endpoint(ABC):
         """Each choice of ``response`` as the end of a stream that streamed none of it."""
 
     @abstractmethod
-    def chunk_choice(self, index: int, text: str | None, finish: str | None, first: bool) -> Any:
-        """One choice of a streamed chunk; ``first`` is the choice's first chunk."""
+    def chunk_choice(
+        self, index: int, text: str | None, finish: str | None, first: bool, end: Ending | None
+    ) -> Any:
+        """One choice of a streamed chunk; ``first`` is the choice's first chunk, ``end`` the
+        choice's ending when this chunk carries it."""
 
 
 class ChatEndpoint(Endpoint):
@@ -87,7 +105,7 @@ class ChatEndpoint(Endpoint):
 
     def prompts(self, body: ChatCompletionRequest) -> list[Prompt]:
         try:
-            return [[Message(m.role, m.text()) for m in body.messages]]
+            return [[_message(m) for m in body.messages]]
         except ValueError as error:
             raise InvalidRequest(str(error), param="messages") from None
 
@@ -102,23 +120,37 @@ class ChatEndpoint(Endpoint):
         answers: Sequence[Answer],
         usage: Usage,
         info: PonderInfo,
-        created: int | None = None,
+        logprobs: int | None = None,
     ) -> ChatCompletion:
-        response = ChatCompletion(
+        return ChatCompletion(
             id=id,
             model=model,
             choices=[
                 ChatChoice(
                     index=i,
-                    message=AssistantMessage(content=a.text),
+                    message=AssistantMessage(
+                        content=a.text if a.text or not a.tool_calls else None,
+                        tool_calls=_tool_calls(a),
+                        reasoning_content=a.reasoning,
+                    ),
                     finish_reason=a.finish_reason,
+                    logprobs=_chat_logprobs(a, logprobs),
                 )
                 for i, a in enumerate(answers)
             ],
             usage=usage,
             ponder=info,
         )
-        return response if created is None else response.model_copy(update={"created": created})
+
+    def ending(self, index: int, answer: Answer, streamed: bool, logprobs: int | None) -> Ending:
+        shown = _chat_logprobs(answer, logprobs)
+        return Ending(
+            index,
+            None if streamed else answer.text,
+            answer.finish_reason or "stop",
+            tool_calls=_tool_calls(answer),
+            logprobs=shown.model_dump(exclude_none=True) if shown is not None else None,
+        )
 
     def parse(self, stored: dict[str, Any]) -> ChatCompletion:
         return ChatCompletion.model_validate(stored)
@@ -126,18 +158,33 @@ class ChatEndpoint(Endpoint):
     def endings(self, response: CompletionResponse) -> list[Ending]:
         assert isinstance(response, ChatCompletion)
         return [
-            Ending(c.index, c.message.content, c.finish_reason or "stop") for c in response.choices
+            Ending(
+                c.index,
+                c.message.content,
+                c.finish_reason or "stop",
+                tool_calls=c.message.tool_calls,
+                logprobs=c.logprobs.model_dump(exclude_none=True) if c.logprobs else None,
+            )
+            for c in response.choices
         ]
 
     def chunk_choice(
-        self, index: int, text: str | None, finish: str | None, first: bool
+        self, index: int, text: str | None, finish: str | None, first: bool, end: Ending | None
     ) -> dict[str, Any]:
-        delta: dict[str, str] = {}
+        delta: dict[str, Any] = {}
         if first:
             delta["role"] = "assistant"
         if text is not None:
             delta["content"] = text
-        return {"index": index, "delta": delta, "finish_reason": finish}
+        choice: dict[str, Any] = {"index": index, "delta": delta, "finish_reason": finish}
+        if end is not None and end.tool_calls:
+            # The whole call in one delta: clients accumulate deltas by index.
+            delta["tool_calls"] = [
+                {"index": i, **call.model_dump()} for i, call in enumerate(end.tool_calls)
+            ]
+        if end is not None and end.logprobs is not None:
+            choice["logprobs"] = end.logprobs
+        return choice
 
 
 class TextEndpoint(Endpoint):
@@ -159,31 +206,113 @@ class TextEndpoint(Endpoint):
         answers: Sequence[Answer],
         usage: Usage,
         info: PonderInfo,
-        created: int | None = None,
+        logprobs: int | None = None,
     ) -> Completion:
-        response = Completion(
+        return Completion(
             id=id,
             model=model,
             choices=[
-                CompletionChoice(index=i, text=a.text, finish_reason=a.finish_reason)
+                CompletionChoice(
+                    index=i,
+                    text=a.text,
+                    finish_reason=a.finish_reason,
+                    logprobs=_completion_logprobs(a, logprobs),
+                )
                 for i, a in enumerate(answers)
             ],
             usage=usage,
             ponder=info,
         )
-        return response if created is None else response.model_copy(update={"created": created})
+
+    def ending(self, index: int, answer: Answer, streamed: bool, logprobs: int | None) -> Ending:
+        shown = _completion_logprobs(answer, logprobs)
+        return Ending(
+            index,
+            None if streamed else answer.text,
+            answer.finish_reason or "stop",
+            logprobs=shown.model_dump() if shown is not None else None,
+        )
 
     def parse(self, stored: dict[str, Any]) -> Completion:
         return Completion.model_validate(stored)
 
     def endings(self, response: CompletionResponse) -> list[Ending]:
         assert isinstance(response, Completion)
-        return [Ending(c.index, c.text, c.finish_reason or "stop") for c in response.choices]
+        return [
+            Ending(
+                c.index,
+                c.text,
+                c.finish_reason or "stop",
+                logprobs=c.logprobs.model_dump() if c.logprobs else None,
+            )
+            for c in response.choices
+        ]
 
     def chunk_choice(
-        self, index: int, text: str | None, finish: str | None, first: bool
+        self, index: int, text: str | None, finish: str | None, first: bool, end: Ending | None
     ) -> dict[str, Any]:
-        return {"index": index, "text": text or "", "finish_reason": finish}
+        choice: dict[str, Any] = {"index": index, "text": text or "", "finish_reason": finish}
+        if end is not None and end.logprobs is not None:
+            choice["logprobs"] = end.logprobs
+        return choice
+
+
+def _message(message: ChatMessage) -> Message:
+    """A chat message as the engine gets it: tool calls and tool results kept structured."""
+    calls = tuple(
+        ToolCall(call.id, call.function.name, call.function.arguments)
+        for call in message.tool_calls or ()
+    )
+    return Message(
+        message.role,
+        message.text(),
+        tool_calls=calls,
+        tool_call_id=message.tool_call_id,
+        name=message.name,
+    )
+
+
+def _tool_calls(answer: Answer) -> list[ToolCallOut] | None:
+    if not answer.tool_calls:
+        return None
+    return [
+        ToolCallOut(id=call.id, function=FunctionCall(name=call.name, arguments=call.arguments))
+        for call in answer.tool_calls
+    ]
+
+
+def _chat_logprobs(answer: Answer, top: int | None) -> ChoiceLogprobs | None:
+    if top is None or answer.logprobs is None:
+        return None
+    return ChoiceLogprobs(
+        content=[
+            TokenLogprobOut(
+                token=t.token,
+                logprob=t.logprob,
+                bytes=list(t.token.encode()),
+                top_logprobs=[
+                    TopLogprob(token=token, logprob=value, bytes=list(token.encode()))
+                    for token, value in t.top[:top]
+                ],
+            )
+            for t in answer.logprobs
+        ]
+    )
+
+
+def _completion_logprobs(answer: Answer, top: int | None) -> CompletionLogprobs | None:
+    if top is None or answer.logprobs is None:
+        return None
+    offsets, position = [], 0
+    for t in answer.logprobs:
+        offsets.append(position)
+        position += len(t.token)
+    return CompletionLogprobs(
+        tokens=[t.token for t in answer.logprobs],
+        token_logprobs=[t.logprob for t in answer.logprobs],
+        top_logprobs=[dict(t.top[:top]) for t in answer.logprobs] if top else None,
+        text_offset=offsets,
+    )
 
 
 def endpoint_for(body: CompletionBody) -> Endpoint:

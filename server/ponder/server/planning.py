@@ -9,9 +9,10 @@ request it refuses costs no engine work.
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
+from ponder.server.answer_fields import ANSWER_FIELDS, answer_shape
 from ponder.server.cache import CacheMode, cache_key
 from ponder.server.cache.keys import prompt_form
 from ponder.server.endpoints import CompletionBody, Endpoint, endpoint_for
@@ -21,7 +22,7 @@ from ponder.server.protocol import PonderOptions
 from ponder.server.selection import Selection, select
 from ponder.server.settings import Settings
 from ponder.strategies.base import Strategy
-from ponder.strategies.engine import Prompt, Sampling
+from ponder.strategies.engine import AnswerShape, Prompt, Sampling
 from ponder.strategies.limits import Limits, OverCap
 from ponder.strategies.registry import Registry
 from ponder.strategies.runs import Job, plan_jobs
@@ -68,6 +69,8 @@ class Plan:
     stream: bool
     include_usage: bool
     caching: ResponseCaching
+    #: The fields that shape the answer, for the call that produces it.
+    shape: AnswerShape = field(default_factory=AnswerShape)
 
     @property
     def response_id(self) -> str:
@@ -107,6 +110,10 @@ class PlanBuilder:
         )
         strategy = self.registry.build(selection.strategy, selection.params)
         sampling = self._sampling(body, endpoint.max_tokens(body))
+        shape = answer_shape(
+            body.model_extra or {}, chat=endpoint.kind == "chat", stop=sampling.stop
+        )
+        sampling = replace(sampling, stop=())
         self._check_caps(body.n * len(prompts), endpoint.max_tokens(body), strategy, sampling)
         self._check_model(selection.model, body.model)
         if strategy.uses_reward_model and not self.reward_model:
@@ -129,12 +136,17 @@ class PlanBuilder:
             stream=body.stream,
             include_usage=bool(body.stream_options and body.stream_options.include_usage),
             caching=self._caching(
-                options.cache, endpoint, body, prompts, selection, strategy, sampling
+                options.cache, endpoint, body, prompts, selection, strategy, sampling, shape
             ),
+            shape=shape,
         )
 
     def _sampling(self, body: CompletionBody, max_tokens: int | None) -> Sampling:
-        extra = {k: v for k, v in (body.model_extra or {}).items() if k not in NOT_FORWARDED}
+        extra = {
+            k: v
+            for k, v in (body.model_extra or {}).items()
+            if k not in NOT_FORWARDED and k not in ANSWER_FIELDS
+        }
         stop = (body.stop,) if isinstance(body.stop, str) else tuple(body.stop or ())
         return Sampling(
             max_tokens=max_tokens or self.settings.default_max_tokens,
@@ -183,6 +195,7 @@ class PlanBuilder:
         selection: Selection,
         strategy: Strategy[Any],
         sampling: Sampling,
+        shape: AnswerShape,
     ) -> ResponseCaching:
         temperature = (
             strategy.params.temperature
@@ -203,6 +216,7 @@ class PlanBuilder:
                 "prompts": [prompt_form(prompt) for prompt in prompts],
                 "n": body.n,
                 "sampling": sampling.to_body(),
+                "shape": repr(shape),
             },
         )
         return ResponseCaching(mode, key)

@@ -67,4 +67,5 @@ def response_of(plan: Plan, outcome: Outcome, *, caching: bool) -> CompletionRes
         answers=outcome.run.answers,
         usage=usage_of(outcome.run.usage),
         info=info_of(plan, outcome, caching=caching),
+        logprobs=plan.shape.logprobs,
     )

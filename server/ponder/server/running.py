@@ -48,6 +48,7 @@ class Runner:
             limits=self.limits,
             resources=self.resources,
             reward=self.reward,
+            shape=plan.shape,
             on_delta=on_delta,
             on_progress=on_progress,
         )

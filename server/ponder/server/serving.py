@@ -21,7 +21,7 @@ from fastapi.responses import JSONResponse, Response
 
 from ponder.server import sse
 from ponder.server.cache import Cache
-from ponder.server.endpoints import CompletionBody, CompletionResponse, Ending
+from ponder.server.endpoints import CompletionBody, CompletionResponse
 from ponder.server.engines.provider import EngineProvider
 from ponder.server.errors import NoEngineReady, PonderError, error_response, to_ponder_error
 from ponder.server.metrics import Metrics
@@ -178,7 +178,7 @@ class CompletionServing:
                 assert outcome is not None
                 response = self._response(plan, outcome)
                 endings = [
-                    Ending(i, None if chunks.started(i) else a.text, a.finish_reason or "stop")
+                    plan.endpoint.ending(i, a, chunks.started(i), plan.shape.logprobs)
                     for i, a in enumerate(outcome.run.answers)
                 ]
                 if first_text is None and any(end.text for end in endings):

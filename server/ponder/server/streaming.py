@@ -55,10 +55,12 @@ class ChunkWriter:
             }
         )
 
-    def chunk(self, index: int, text: str | None, finish: str | None = None) -> bytes:
+    def chunk(
+        self, index: int, text: str | None, finish: str | None = None, end: Ending | None = None
+    ) -> bytes:
         first = index not in self._started
         self._started.add(index)
-        return self._event([self.endpoint.chunk_choice(index, text, finish, first)])
+        return self._event([self.endpoint.chunk_choice(index, text, finish, first, end)])
 
     def started(self, index: int) -> bool:
         """Whether any text of choice ``index`` has been sent."""
@@ -69,7 +71,7 @@ class ChunkWriter:
         for end in endings:
             if end.text:
                 yield self.chunk(end.index, end.text)
-            yield self.chunk(end.index, None, end.finish_reason)
+            yield self.chunk(end.index, None, end.finish_reason, end)
         shown_usage = usage.model_dump(exclude_none=True)
         shown_info = info.model_dump(mode="json", exclude_none=True)
         if self.include_usage:

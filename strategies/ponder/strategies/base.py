@@ -14,6 +14,7 @@ from ponder.strategies.budget import Budget, BudgetExhausted
 from ponder.strategies.demos import Resources
 from ponder.strategies.details import Details
 from ponder.strategies.engine import (
+    AnswerShape,
     Choice,
     Engine,
     Generation,
@@ -23,6 +24,8 @@ from ponder.strategies.engine import (
     Sampling,
     StreamEnd,
     TextDelta,
+    TokenLogprob,
+    ToolCall,
     calling,
 )
 from ponder.strategies.limits import Limits
@@ -99,6 +102,8 @@ class StrategyContext:
     resources: Resources = field(default_factory=Resources)
     #: The reward model the operator configured, for the ``reward`` scorer (None: none).
     reward: RewardModel | None = None
+    #: The request's fields that shape the answer (applied by ``final``; see AnswerShape).
+    shape: AnswerShape = field(default_factory=AnswerShape)
 
     @property
     def question(self) -> str:
@@ -120,10 +125,18 @@ class StrategyContext:
         users = [i for i, m in enumerate(self.prompt) if m.role == "user"]
         return users[-1] if users else len(self.prompt) - 1
 
+    @property
+    def after_question(self) -> list[Message]:
+        """Messages after the question: an assistant's tool calls and the tools' results."""
+        if isinstance(self.prompt, str):
+            return []
+        return list(self.prompt[self._question_index + 1 :])
+
     def chat(self, text: str) -> list[Message]:
         """A strategy prompt as chat: the conversation so far, then ``text`` in the question's
-        place (a user who said "let x = 5" earlier is still heard)."""
-        return [*self.history, Message("user", text)]
+        place (a user who said "let x = 5" earlier is still heard), then any tool calls and
+        results that followed the question."""
+        return [*self.history, Message("user", text), *self.after_question]
 
     @property
     def streaming(self) -> bool:
@@ -156,6 +169,11 @@ class StrategyContext:
         temperature itself."""
         temperature = 0.0 if self.sampling.temperature is None else self.sampling.temperature
         return self.request_sampling(params, **{"temperature": temperature, **overrides})
+
+    def candidates_sampling(self, sampling: Sampling) -> Sampling:
+        """For calls whose samples are candidate answers (one is chosen): the request's stop
+        sequences and logprobs apply, as the chosen one is the answer."""
+        return self.shape.free_text(sampling)
 
     async def progress(self, note: str) -> None:
         if self.on_progress is not None:
@@ -200,12 +218,17 @@ class StrategyContext:
         sampling: Sampling | None = None,
         prefix: str = "",
         annotate: Annotate | None = None,
+        shaped: bool = False,
     ) -> Choice:
         """The call whose output is the answer: streamed to the client when it streams.
 
-        ``prefix`` is sent before the engine's text (a streaming client sees
-        the answer as the response will hold it).
+        The request's stop sequences and logprobs apply to it (and to no other
+        call); ``shaped`` applies the whole :class:`AnswerShape` (a JSON schema,
+        tools). ``prefix`` is sent before the engine's text (a streaming client
+        sees the answer as the response will hold it).
         """
+        sampling = sampling or self.sampling
+        sampling = self.shape.apply(sampling) if shaped else self.shape.free_text(sampling)
         if self.on_delta is None:
             generation = await self.generate(
                 prompt, role=role, round=round, sampling=sampling, index=index, annotate=annotate
@@ -216,7 +239,7 @@ class StrategyContext:
             await self.on_delta(index, prefix)
         end: StreamEnd | None = None
         with calling(role):
-            async for event in self.engine.stream(prompt, sampling=sampling or self.sampling):
+            async for event in self.engine.stream(prompt, sampling=sampling):
                 if isinstance(event, TextDelta):
                     await self.on_delta(index, event.text)
                 else:
@@ -256,11 +279,23 @@ class Answer:
     finish_reason: str | None = "stop"
     #: The extracted, normalised final answer, when the strategy found one.
     answer: str | None = None
+    #: Function calls the answer makes (a request with ``tools``).
+    tool_calls: tuple[ToolCall, ...] = ()
+    #: The answer call's token log-probabilities (a request with ``logprobs``).
+    logprobs: tuple[TokenLogprob, ...] | None = None
+    #: The work behind an answer that had to take a form of its own (JSON, a tool call).
+    reasoning: str | None = None
 
     @classmethod
     def from_choice(cls, choice: Choice, fmt: AnswerFormat = "numeric") -> Answer:
         """A sample as the response, with the answer it reached."""
-        return cls(choice.text, choice.finish_reason, stated(choice.text, fmt))
+        return cls(
+            choice.text,
+            choice.finish_reason,
+            stated(choice.text, fmt),
+            tool_calls=choice.tool_calls,
+            logprobs=choice.logprobs,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -284,6 +319,9 @@ class Strategy(ABC, Generic[P]):
     Params: ClassVar[type[StrategyParams]]
     description: ClassVar[str] = ""
     answers_n: ClassVar[bool] = False
+    #: ``run`` applies the request's whole AnswerShape itself (JSON schema, tools); for
+    #: other strategies a last ``format`` call writes their answer in that shape.
+    shapes_answer: ClassVar[bool] = False
 
     def __init__(self, params: P) -> None:
         self.params = params
@@ -312,4 +350,10 @@ def render_prompt(prompt: Prompt) -> str:
     """The prompt as text, for the trace."""
     if isinstance(prompt, str):
         return prompt
-    return "\n".join(f"{message.role}: {message.content}" for message in prompt)
+    return "\n".join(_render(message) for message in prompt)
+
+
+def _render(message: Message) -> str:
+    calls = "".join(f" [calls {c.name}({c.arguments}) as {c.id}]" for c in message.tool_calls)
+    answering = f" [answers {message.tool_call_id}]" if message.tool_call_id else ""
+    return f"{message.role}: {message.content}{calls}{answering}"

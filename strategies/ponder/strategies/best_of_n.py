@@ -61,7 +61,7 @@ class BestOfN(Strategy[BestOfNParams]):
             role="draft",
             round=1,
             n=params.n,
-            sampling=scorer.prepare(ctx.sampling_for(params)),
+            sampling=scorer.prepare(ctx.candidates_sampling(ctx.sampling_for(params))),
             annotate=noting(params.answer_format),
         )
         await ctx.progress(f"scoring them ({params.scorer})")

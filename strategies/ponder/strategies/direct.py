@@ -24,12 +24,13 @@ class Direct(Strategy[DirectParams]):
     Params: ClassVar[type[DirectParams]] = DirectParams
     description: ClassVar[str] = "One pass: the request goes to the engine unchanged."
     answers_n: ClassVar[bool] = True
+    shapes_answer: ClassVar[bool] = True
 
     async def run(self, ctx: StrategyContext) -> StrategyResult:
         sampling = ctx.sampling_for(self.params)
         if not ctx.streaming:
             generation = await ctx.generate(
-                ctx.prompt, role="answer", round=1, n=ctx.n, sampling=sampling
+                ctx.prompt, role="answer", round=1, n=ctx.n, sampling=ctx.shape.apply(sampling)
             )
             return StrategyResult(answers=[_answer(c) for c in generation.choices])
         # A stream carries one sample, so n streamed answers are n concurrent
@@ -37,7 +38,14 @@ class Direct(Strategy[DirectParams]):
         with ctx.budget.parallel():
             choices = await asyncio.gather(
                 *(
-                    ctx.final(ctx.prompt, role="answer", round=1, index=i, sampling=sampling)
+                    ctx.final(
+                        ctx.prompt,
+                        role="answer",
+                        round=1,
+                        index=i,
+                        sampling=sampling,
+                        shaped=True,
+                    )
                     for i in range(ctx.n)
                 )
             )
@@ -45,4 +53,9 @@ class Direct(Strategy[DirectParams]):
 
 
 def _answer(choice: Choice) -> Answer:
-    return Answer(text=choice.text, finish_reason=choice.finish_reason)
+    return Answer(
+        text=choice.text,
+        finish_reason=choice.finish_reason,
+        tool_calls=choice.tool_calls,
+        logprobs=choice.logprobs,
+    )

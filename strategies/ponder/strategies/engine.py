@@ -11,14 +11,28 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol, runtime_checkable
 
 
 @dataclass(frozen=True, slots=True)
+class ToolCall:
+    """A function call a model asked for: its id, the function's name, its JSON arguments."""
+
+    id: str
+    name: str
+    arguments: str
+
+
+@dataclass(frozen=True, slots=True)
 class Message:
+    """A chat message; an assistant's may carry tool calls, a tool's answers one of them."""
+
     role: str
     content: str
+    tool_calls: tuple[ToolCall, ...] = ()
+    tool_call_id: str | None = None
+    name: str | None = None
 
 
 #: A chat prompt (sent to /v1/chat/completions) or raw text (/v1/completions).
@@ -70,11 +84,61 @@ class Sampling:
 
 @dataclass(frozen=True, slots=True)
 class TokenLogprob:
-    """One generated token's log-probability, and those of the engine's top alternatives."""
+    """One generated token's log-probability, and the engine's top alternatives'."""
 
     token: str
     logprob: float
-    top: tuple[float, ...] = ()
+    top: tuple[tuple[str, float], ...] = ()
+
+    @property
+    def top_values(self) -> tuple[float, ...]:
+        return tuple(value for _, value in self.top)
+
+
+@dataclass(frozen=True, slots=True)
+class AnswerShape:
+    """The request's fields that shape its answer rather than the work behind it.
+
+    They apply to the call that produces the answer — never to drafts,
+    distillations or verifications, which a JSON schema or a stop sequence
+    would break: ``stop`` and ``logprobs`` to the answer's own call;
+    ``response_format`` and ``tools`` (with ``tool_choice`` and
+    ``parallel_tool_calls``) to a last call that writes the answer in that form.
+    """
+
+    response_format: Mapping[str, Any] | None = None
+    tools: Sequence[Mapping[str, Any]] | None = None
+    tool_choice: Any = None
+    parallel_tool_calls: bool | None = None
+    stop: tuple[str, ...] = ()
+    #: Top alternatives per token to return (0: the chosen token's only; None: no logprobs).
+    logprobs: int | None = None
+
+    @property
+    def structured(self) -> bool:
+        """The answer must take a form (JSON, a tool call) a strategy's free text is not."""
+        formatted = self.response_format is not None and self.response_format.get("type") not in (
+            None,
+            "text",
+        )
+        return formatted or (bool(self.tools) and self.tool_choice != "none")
+
+    def free_text(self, sampling: Sampling) -> Sampling:
+        """``sampling`` with what applies to any answer call: stop sequences, logprobs."""
+        stop = tuple(dict.fromkeys((*sampling.stop, *self.stop)))
+        logprobs = self.logprobs if self.logprobs is not None else sampling.logprobs
+        if logprobs is not None and sampling.logprobs is not None:
+            logprobs = max(logprobs, sampling.logprobs)
+        return replace(sampling, stop=stop, logprobs=logprobs)
+
+    def apply(self, sampling: Sampling) -> Sampling:
+        """``sampling`` with every field of the shape: for the call that writes the answer."""
+        extra = dict(sampling.extra)
+        for name in ("response_format", "tools", "tool_choice", "parallel_tool_calls"):
+            value = getattr(self, name)
+            if value is not None:
+                extra[name] = value
+        return replace(self.free_text(sampling), extra=extra)
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +155,8 @@ class Choice:
     reasoning: str = ""
     #: Per-token log-probabilities, when the call asked the engine for them.
     logprobs: tuple[TokenLogprob, ...] | None = None
+    #: Function calls the model asked for (``finish_reason`` is then ``tool_calls``).
+    tool_calls: tuple[ToolCall, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,7 +26,14 @@ from ponder.strategies.base import (
 from ponder.strategies.budget import Budget, CallRecord, Usage, combine_parallel
 from ponder.strategies.demos import Resources
 from ponder.strategies.details import Details
-from ponder.strategies.engine import Engine, Prompt, RewardModel, Sampling
+from ponder.strategies.engine import (
+    AnswerShape,
+    Engine,
+    Message,
+    Prompt,
+    RewardModel,
+    Sampling,
+)
 from ponder.strategies.limits import Limits
 
 
@@ -73,12 +80,14 @@ async def run_jobs(
     limits: Limits | None = None,
     resources: Resources | None = None,
     reward: RewardModel | None = None,
+    shape: AnswerShape | None = None,
     on_delta: DeltaSink | None = None,
     on_progress: ProgressSink | None = None,
 ) -> Run:
     """Every job side by side; ``on_delta`` gets answer text by the request's choice index."""
     limits = limits or Limits()
     resources = resources or Resources()
+    shape = shape or AnswerShape()
 
     async def run_one(job: Job) -> StrategyResult:
         sink: DeltaSink | None = None
@@ -88,6 +97,7 @@ async def run_jobs(
             async def sink(index: int, text: str) -> None:
                 await delta(job.offset + index, text)
 
+        reshape = shape.structured and not strategy.shapes_answer
         ctx = StrategyContext(
             engine=engine,
             prompt=job.prompt,
@@ -98,10 +108,16 @@ async def run_jobs(
             seed=sampling.seed or 0,
             resources=resources,
             reward=reward,
-            on_delta=sink,
+            # An answer that must take a form is streamed by the call that gives it that form.
+            on_delta=None if reshape else sink,
             on_progress=on_progress,
+            shape=shape,
         )
-        return await strategy.run(ctx)
+        result = await strategy.run(ctx)
+        if not reshape:
+            return result
+        ctx.on_delta = sink
+        return await in_shape(ctx, strategy, result)
 
     results = await asyncio.gather(*(run_one(job) for job in jobs))
     return Run(
@@ -122,6 +138,7 @@ async def run_strategy(
     limits: Limits | None = None,
     resources: Resources | None = None,
     reward: RewardModel | None = None,
+    shape: AnswerShape | None = None,
     on_delta: DeltaSink | None = None,
     on_progress: ProgressSink | None = None,
 ) -> Run:
@@ -140,6 +157,46 @@ async def run_strategy(
         limits=limits,
         resources=resources,
         reward=reward,
+        shape=shape,
         on_delta=on_delta,
         on_progress=on_progress,
     )
+
+
+def format_prompt(ctx: StrategyContext, worked: str) -> list[Message]:
+    """The last call of a strategy whose answer must take a form (a JSON schema, a tool
+    call): the conversation, the question with the strategy's worked answer beside it."""
+    text = (
+        f"{ctx.question}\n\nA worked answer to this, for reference:\n{worked.strip()}\n\n"
+        "Using it, reply to the request above."
+    )
+    return ctx.chat(text)
+
+
+async def in_shape(
+    ctx: StrategyContext, strategy: Strategy[Any], result: StrategyResult
+) -> StrategyResult:
+    """Each answer written again by one call with the request's whole AnswerShape; the
+    strategy's text becomes the answer's reasoning."""
+    last_round = max((r.round for r in ctx.budget.records), default=0) + 1
+    shaped = []
+    for index, answer in enumerate(result.answers):
+        choice = await ctx.final(
+            format_prompt(ctx, answer.text),
+            role="format",
+            round=last_round,
+            index=index,
+            sampling=ctx.request_sampling(strategy.params),
+            shaped=True,
+        )
+        shaped.append(
+            Answer(
+                choice.text,
+                choice.finish_reason,
+                answer.answer,
+                tool_calls=choice.tool_calls,
+                logprobs=choice.logprobs,
+                reasoning=answer.text,
+            )
+        )
+    return StrategyResult(answers=shaped, details=result.details)

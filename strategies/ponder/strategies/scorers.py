@@ -219,7 +219,7 @@ class ConfidenceScorer(Scorer):
             return 0.0
         if self.method == "mean":
             return math.exp(sum(t.logprob for t in choice.logprobs) / len(choice.logprobs))
-        tops = [t.top or (t.logprob,) for t in choice.logprobs]
+        tops = [t.top_values or (t.logprob,) for t in choice.logprobs]
         return lowest_window_confidence(tops, self.window)
 
 

@@ -60,7 +60,7 @@ class SelfConsistency(Strategy[SelfConsistencyParams]):
     async def run(self, ctx: StrategyContext) -> StrategyResult:
         params = self.params
         scorer = make_scorer(params.scorer, params) if params.weighted else None
-        sampling = ctx.sampling_for(params)
+        sampling = ctx.candidates_sampling(ctx.sampling_for(params))
         if scorer is not None:
             sampling = scorer.prepare(sampling)
         fmt = params.answer_format
@@ -79,7 +79,9 @@ class SelfConsistency(Strategy[SelfConsistencyParams]):
         result = vote(answers, weights)
         chosen = generation.choices[result.winner_index or 0]
         return StrategyResult(
-            answers=[Answer(chosen.text, chosen.finish_reason, result.winner)],
+            answers=[
+                Answer(chosen.text, chosen.finish_reason, result.winner, logprobs=chosen.logprobs)
+            ],
             details=VoteDetails(
                 votes=result.counts,
                 weights=result.weights,

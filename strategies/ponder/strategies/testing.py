@@ -9,6 +9,7 @@ real engine in a test of behaviour that depends on one.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,6 +25,7 @@ from ponder.strategies.engine import (
     StreamEvent,
     TextDelta,
     TokenLogprob,
+    ToolCall,
 )
 
 #: Writes the text of sample ``index`` for a rendered prompt.
@@ -59,6 +61,8 @@ class ScriptedEngine:
     model: str = "scripted"
     #: Each word's log-probability in sample ``index`` of a prompt, when a call asks for them.
     token_logprob: Callable[[str, int], float] = lambda prompt, index: -1.0
+    #: Given tools, answer with a call of the first (arguments: the scripted text as JSON).
+    calls_tools: bool = False
     delay: float = 0.0
     fail_with: list[EngineError] = field(default_factory=list)
     calls: list[ScriptedCall] = field(default_factory=list)
@@ -72,7 +76,10 @@ class ScriptedEngine:
         texts = [self._limit(self.script(rendered, i), sampling) for i in range(n)]
         return Generation(
             choices=tuple(
-                Choice(t, count_words(t), "stop", logprobs=self._logprobs(rendered, i, t, sampling))
+                self._tool_call(i, t, sampling)
+                or Choice(
+                    t, count_words(t), "stop", logprobs=self._logprobs(rendered, i, t, sampling)
+                )
                 for i, t in enumerate(texts)
             ),
             prompt_tokens=count_words(rendered),
@@ -112,14 +119,33 @@ class ScriptedEngine:
         finally:
             self.in_flight -= 1
 
+    def _choice(self, prompt: str, index: int, text: str, sampling: Sampling) -> Choice:
+        logprobs = self._logprobs(prompt, index, text, sampling)
+        return Choice(text, count_words(text), "stop", logprobs=logprobs)
+
+    def _tool_call(self, index: int, text: str, sampling: Sampling) -> Choice | None:
+        tools = sampling.extra.get("tools")
+        if not (self.calls_tools and tools):
+            return None
+        name = str(tools[0]["function"]["name"])
+        arguments = json.dumps({"text": text})
+        call = ToolCall(f"call_{index}", name, arguments)
+        return Choice("", count_words(arguments), "tool_calls", tool_calls=(call,))
+
     def _logprobs(
         self, prompt: str, index: int, text: str, sampling: Sampling
     ) -> tuple[TokenLogprob, ...] | None:
         if sampling.logprobs is None:
             return None
         value = self.token_logprob(prompt, index)
-        top = tuple(value - k for k in range(max(1, sampling.logprobs)))
-        return tuple(TokenLogprob(word, value, top) for word in text.split())
+        return tuple(
+            TokenLogprob(
+                word,
+                value,
+                tuple((f"alt{k}", value - k) for k in range(max(1, sampling.logprobs))),
+            )
+            for word in text.split()
+        )
 
     @staticmethod
     def _limit(text: str, sampling: Sampling) -> str:

@@ -20,6 +20,7 @@ from ponder.strategies.engine import (
     StreamEvent,
     TextDelta,
     TokenLogprob,
+    ToolCall,
 )
 
 
@@ -115,7 +116,8 @@ def _encode(choice: Choice, prompt_tokens: int) -> bytes:
             "reasoning": choice.reasoning,
             "logprobs": None
             if choice.logprobs is None
-            else [[t.token, t.logprob, list(t.top)] for t in choice.logprobs],
+            else [[t.token, t.logprob, [list(pair) for pair in t.top]] for t in choice.logprobs],
+            "tool_calls": [[c.id, c.name, c.arguments] for c in choice.tool_calls],
             "prompt_tokens": prompt_tokens,
         },
         separators=(",", ":"),
@@ -130,5 +132,9 @@ def _choice(entry: dict[str, Any]) -> Choice:
         entry.get("reasoning") or "",
         None
         if entry.get("logprobs") is None
-        else tuple(TokenLogprob(t, lp, tuple(top)) for t, lp, top in entry["logprobs"]),
+        else tuple(
+            TokenLogprob(t, lp, tuple((tok, value) for tok, value in top))
+            for t, lp, top in entry["logprobs"]
+        ),
+        tuple(ToolCall(*call) for call in entry.get("tool_calls") or ()),
     )

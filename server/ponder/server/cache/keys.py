@@ -26,7 +26,18 @@ def prompt_form(prompt: Prompt) -> Any:
     """A prompt as JSON: raw text, or the chat messages as ``[role, content]`` pairs."""
     if isinstance(prompt, str):
         return prompt
-    return [[message.role, message.content] for message in prompt]
+    return [
+        [message.role, message.content]
+        if not (message.tool_calls or message.tool_call_id or message.name)
+        else [
+            message.role,
+            message.content,
+            [[c.id, c.name, c.arguments] for c in message.tool_calls],
+            message.tool_call_id,
+            message.name,
+        ]
+        for message in prompt
+    ]
 
 
 def call_keys(model: str, prompt: Prompt, sampling: Sampling, n: int) -> list[str]:

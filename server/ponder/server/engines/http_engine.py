@@ -33,6 +33,7 @@ from ponder.strategies.engine import (
     StreamEvent,
     TextDelta,
     TokenLogprob,
+    ToolCall,
 )
 from ponder.strategies.thinking import ThinkingFilter, split_thinking
 
@@ -195,6 +196,7 @@ class HTTPEngine:
                     finish_reason=c.get("finish_reason"),
                     reasoning=reasoning,
                     logprobs=token_logprobs(c.get("logprobs")),
+                    tool_calls=tool_calls_of(c.get("message")),
                 )
                 for (reasoning, text), count, c in zip(parts, counts, choices_json, strict=True)
             ),
@@ -243,6 +245,7 @@ class HTTPEngine:
         finish_reason: str | None = None
         token_ids: list[int] | None = None
         logprobs: list[TokenLogprob] | None = None
+        tools = ToolCallAssembler()
         model = self._model
         async with self._exchange(path, body) as response:
             async for line in response.aiter_lines():
@@ -263,6 +266,7 @@ class HTTPEngine:
                     if text:
                         parts.append(text)
                         yield TextDelta(text)
+                    tools.feed(choice.get("delta"))
                     streamed = token_logprobs(choice.get("logprobs"))
                     if streamed is not None:
                         logprobs = (logprobs or []) + list(streamed)
@@ -288,6 +292,7 @@ class HTTPEngine:
                 finish_reason=finish_reason,
                 reasoning="".join(thinking).strip(),
                 logprobs=tuple(logprobs) if logprobs is not None else None,
+                tool_calls=tools.calls(),
             ),
             prompt_tokens=int(usage.get("prompt_tokens") or 0),
             model=model,
@@ -420,8 +425,63 @@ def _merge(generations: list[Generation]) -> Generation:
     )
 
 
-def _message_json(message: Message) -> dict[str, str]:
-    return {"role": message.role, "content": message.content}
+def _message_json(message: Message) -> dict[str, Any]:
+    """A message as the engine takes it: tool calls and tool results stay structured."""
+    body: dict[str, Any] = {"role": message.role, "content": message.content}
+    if message.tool_calls:
+        body["tool_calls"] = [
+            {
+                "id": call.id,
+                "type": "function",
+                "function": {"name": call.name, "arguments": call.arguments},
+            }
+            for call in message.tool_calls
+        ]
+        if not message.content:
+            body["content"] = None
+    if message.tool_call_id is not None:
+        body["tool_call_id"] = message.tool_call_id
+    if message.name is not None:
+        body["name"] = message.name
+    return body
+
+
+def tool_calls_of(message: Any) -> tuple[ToolCall, ...]:
+    """The ``tool_calls`` of an engine's message, as :class:`ToolCall`."""
+    calls = message.get("tool_calls") if isinstance(message, dict) else None
+    result = []
+    for call in calls or ():
+        function = call.get("function") or {}
+        arguments = function.get("arguments")
+        if not isinstance(arguments, str):
+            arguments = json.dumps(arguments if arguments is not None else {})
+        result.append(
+            ToolCall(str(call.get("id") or ""), str(function.get("name") or ""), arguments)
+        )
+    return tuple(result)
+
+
+class ToolCallAssembler:
+    """Tool calls streamed as deltas (by index: id and name once, arguments in pieces)."""
+
+    def __init__(self) -> None:
+        self._calls: dict[int, dict[str, str]] = {}
+
+    def feed(self, delta: Any) -> None:
+        for piece in (delta.get("tool_calls") if isinstance(delta, dict) else None) or ():
+            call = self._calls.setdefault(
+                int(piece.get("index", len(self._calls))), {"id": "", "name": "", "arguments": ""}
+            )
+            function = piece.get("function") or {}
+            call["id"] = piece.get("id") or call["id"]
+            call["name"] = function.get("name") or call["name"]
+            call["arguments"] += function.get("arguments") or ""
+
+    def calls(self) -> tuple[ToolCall, ...]:
+        return tuple(
+            ToolCall(call["id"], call["name"], call["arguments"])
+            for _, call in sorted(self._calls.items())
+        )
 
 
 def token_logprobs(value: Any) -> tuple[TokenLogprob, ...] | None:
@@ -435,7 +495,11 @@ def token_logprobs(value: Any) -> tuple[TokenLogprob, ...] | None:
             TokenLogprob(
                 str(entry.get("token", "")),
                 float(entry.get("logprob", 0.0)),
-                tuple(float(top.get("logprob", 0.0)) for top in entry.get("top_logprobs") or ()),
+                tuple(
+                    (str(top.get("token", "")), float(top.get("logprob", 0.0)))
+                    for top in entry.get("top_logprobs") or ()
+                    if isinstance(top, dict)
+                ),
             )
             for entry in content
             if isinstance(entry, dict)
@@ -447,7 +511,7 @@ def token_logprobs(value: Any) -> tuple[TokenLogprob, ...] | None:
             TokenLogprob(
                 str(token),
                 float(logprob or 0.0),
-                tuple(float(v) for v in (top or {}).values()),
+                tuple((str(k), float(v)) for k, v in (top or {}).items()),
             )
             for token, logprob, top in zip(tokens, values, tops, strict=False)
         )
