@@ -6,7 +6,14 @@ import time
 import uuid
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    field_validator,
+    model_serializer,
+)
 
 from ponder.server.cache.mode import CacheMode
 
@@ -166,6 +173,13 @@ class AssistantMessage(BaseModel):
     tool_calls: list[ToolCallOut] | None = None
     #: The work behind the answer, when the answer had to take a form of its own.
     reasoning_content: str | None = None
+
+    @model_serializer(mode="wrap")
+    def _content_always(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # OpenAI sends "content": null beside tool calls; exclude_none must not drop it.
+        data: dict[str, Any] = handler(self)
+        data.setdefault("content", None)
+        return data
 
 
 class TopLogprob(BaseModel):

@@ -91,6 +91,10 @@ class ScriptedEngine:
         self.calls.append(ScriptedCall("stream", rendered, 1, sampling))
         await self._wait()
         text = self._limit(self.script(rendered, 0), sampling)
+        called = self._tool_call(0, text, sampling)
+        if called is not None:
+            yield StreamEnd(called, count_words(rendered), self.model)
+            return
         self.in_flight += 1
         try:
             for i, word in enumerate(text.split(" ")):
@@ -102,7 +106,9 @@ class ScriptedEngine:
             raise
         finally:
             self.in_flight -= 1
-        yield StreamEnd(Choice(text, count_words(text), "stop"), count_words(rendered), self.model)
+        yield StreamEnd(
+            self._choice(rendered, 0, text, sampling), count_words(rendered), self.model
+        )
 
     async def count_tokens(self, text: str) -> int:
         return count_words(text)
