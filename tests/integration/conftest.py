@@ -25,6 +25,15 @@ from ponder.server.engines.managed import ManagedEngine, free_port, llamacpp_eng
 from ponder.server.settings import Settings
 
 MODEL = "smollm2-135m"
+#: SmolLM2's own chat template has no tools; both engines get a ChatML one that has.
+TOOLS_TEMPLATE = Path(__file__).resolve().parents[1] / "data" / "chatml_tools.jinja"
+VLLM_TOOL_ARGS = [
+    "--enable-auto-tool-choice",
+    "--tool-call-parser",
+    "hermes",
+    "--chat-template",
+    str(TOOLS_TEMPLATE),
+]
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -54,7 +63,12 @@ def gguf(settings: Settings) -> Path:
 def llamacpp(gguf: Path, logs: Path) -> Iterator[ManagedEngine]:
     port = free_port()
     with llamacpp_engine(
-        gguf, alias=MODEL, port=port, parallel=8, log_file=logs / f"llamacpp-{port}.log"
+        gguf,
+        alias=MODEL,
+        port=port,
+        parallel=8,
+        log_file=logs / f"llamacpp-{port}.log",
+        chat_template=TOOLS_TEMPLATE,
     ) as engine:
         yield engine
 
@@ -71,6 +85,7 @@ def vllm(gguf: Path, settings: Settings, logs: Path) -> Iterator[ManagedEngine]:
         port=port,
         cpu=True,
         max_model_len=2048,
+        extra_args=VLLM_TOOL_ARGS,
         log_file=logs / f"vllm-{port}.log",
     ) as engine:
         yield engine

@@ -101,6 +101,11 @@ class Settings(BaseSettings):
         description="model name of engines Ponder starts (default: the catalog name, or the "
         "GGUF file's name without .gguf)",
     )
+    embedded_chat_template: Path | None = Field(
+        None,
+        description="a Jinja chat template for the embedded engine instead of the GGUF's own "
+        "(one with tools, for a model whose own has none)",
+    )
     embedded_parallel: int = Field(8, ge=1, description="llama.cpp slots decoded together")
     embedded_ctx_per_slot: int = Field(2048, ge=256)
     threads: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)

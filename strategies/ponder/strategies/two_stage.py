@@ -42,7 +42,12 @@ async def reason_then_extract(
     )
     answer = stated_answer(rationale.text, params.answer_format)
     if answer is not None:
-        return Answer(rationale.text, rationale.finish_reason, normalise(answer))
+        return Answer(
+            rationale.text,
+            rationale.finish_reason,
+            normalise(answer),
+            logprobs=rationale.logprobs,
+        )
     answer_trigger = prompts.ANSWER_TRIGGERS[params.answer_format]
     second = prompts.with_demos(
         demos, prompts.extraction(ctx.question, trigger, rationale.text, answer_trigger)
@@ -56,10 +61,15 @@ async def reason_then_extract(
         sampling=ctx.auxiliary_sampling(params, max_tokens=params.extract_max_tokens),
         annotate=lambda choice: {"answer": _read(choice.text, params)},
     )
+    # The trigger between the two calls was not generated: it has no log-probabilities.
+    logprobs = None
+    if rationale.logprobs is not None and extracted.logprobs is not None:
+        logprobs = rationale.logprobs + extracted.logprobs
     return Answer(
         rationale.text + joint + extracted.text.lstrip(),
         extracted.finish_reason,
         _read(extracted.text, params),
+        logprobs=logprobs,
     )
 
 

@@ -334,6 +334,8 @@ class HTTPEngine:
             body["n"] = n
         if self.kind is EngineKind.VLLM:
             body.setdefault("return_token_ids", True)
+        if self.kind is EngineKind.LLAMACPP:
+            _name_the_tool_for_llamacpp(body)
         if isinstance(prompt, str):
             body["prompt"] = prompt
             if sampling.logprobs is not None:
@@ -423,6 +425,19 @@ def _merge(generations: list[Generation]) -> Generation:
         model=generations[0].model,
         requests=sum(g.requests for g in generations),
     )
+
+
+def _name_the_tool_for_llamacpp(body: dict[str, Any]) -> None:
+    """llama.cpp takes ``tool_choice`` as a string only; a named function becomes
+    ``required`` over that one tool, which is what the name asks for."""
+    choice = body.get("tool_choice")
+    if not isinstance(choice, dict):
+        return
+    name = (choice.get("function") or {}).get("name")
+    body["tools"] = [
+        tool for tool in body.get("tools") or () if (tool.get("function") or {}).get("name") == name
+    ]
+    body["tool_choice"] = "required"
 
 
 def _message_json(message: Message) -> dict[str, Any]:

@@ -35,6 +35,7 @@ def planned_engines(settings: Settings) -> list[ManagedEngine]:
             ctx_per_slot=settings.embedded_ctx_per_slot,
             threads=settings.threads,
             log_file=logs / f"llamacpp-{port}.log",
+            chat_template=settings.embedded_chat_template,
         )
     ]
 

@@ -21,6 +21,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--parallel", type=int, default=8, help="slots decoded together")
     parser.add_argument("--ctx-per-slot", type=int, default=2048)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    parser.add_argument(
+        "--chat-template-file", help="a Jinja chat template instead of the GGUF's own"
+    )
     return parser.parse_args(argv)
 
 
@@ -39,6 +42,9 @@ def main(argv: list[str] | None = None) -> None:
     params.cpuparams.n_threads = args.threads
     params.cpuparams_batch.n_threads = args.threads
     params.endpoint_metrics = True
+    if args.chat_template_file:
+        with open(args.chat_template_file, encoding="utf-8") as template:
+            params.chat_template = template.read()
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())

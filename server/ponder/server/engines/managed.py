@@ -153,6 +153,7 @@ def llamacpp_engine(
     ctx_per_slot: int = 2048,
     threads: int | None = None,
     log_file: Path | None = None,
+    chat_template: Path | None = None,
 ) -> ManagedEngine:
     """llama.cpp's server (from the xllamacpp wheel) serving one GGUF file."""
     argv = [
@@ -174,6 +175,8 @@ def llamacpp_engine(
         "--threads",
         str(threads or os.cpu_count() or 1),
     ]
+    if chat_template is not None:
+        argv += ["--chat-template-file", str(chat_template)]
     return ManagedEngine(
         "llama.cpp", argv, host=host, port=port, log_file=log_file, ready_timeout=120.0
     )
