@@ -73,21 +73,28 @@ def llamacpp(gguf: Path, logs: Path) -> Iterator[ManagedEngine]:
         yield engine
 
 
-@pytest.fixture(scope="session")
-def vllm(gguf: Path, settings: Settings, logs: Path) -> Iterator[ManagedEngine]:
+def vllm_on_cpu(
+    gguf: Path, settings: Settings, logs: Path, *, served_name: str, extra_args: list[str]
+) -> ManagedEngine:
+    """vLLM's CPU build serving the test model (converted once to a HF folder)."""
     python = vllm_python(settings)
     folder = hf_folder_for(python, gguf, settings.cache_dir)
     port = free_port()
-    with vllm_engine(
+    return vllm_engine(
         python,
         str(folder),
-        served_name=MODEL,
+        served_name=served_name,
         port=port,
         cpu=True,
         max_model_len=2048,
-        extra_args=VLLM_TOOL_ARGS,
+        extra_args=extra_args,
         log_file=logs / f"vllm-{port}.log",
-    ) as engine:
+    )
+
+
+@pytest.fixture(scope="session")
+def vllm(gguf: Path, settings: Settings, logs: Path) -> Iterator[ManagedEngine]:
+    with vllm_on_cpu(gguf, settings, logs, served_name=MODEL, extra_args=VLLM_TOOL_ARGS) as engine:
         yield engine
 
 

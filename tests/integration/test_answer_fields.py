@@ -114,11 +114,16 @@ def test_tool_calls_come_back(vllm_client: openai.OpenAI, strategy: str) -> None
     completion = client.chat.completions.create(
         model=MODEL,
         messages=QUESTION,
-        max_tokens=128,
+        max_tokens=256,
+        temperature=0,
+        seed=1,
         tools=TOOLS,
         tool_choice={"type": "function", "function": {"name": "multiply"}},
-        extra_body={"ponder": {"strategy": strategy}},
+        extra_body={"ponder": {"strategy": strategy, "trace": True}},
     )
+    assert completion.model_extra is not None
+    format_call = completion.model_extra["ponder"]["trace"][-1]
+    assert format_call["role"] == ("answer" if strategy == "direct" else "format")
     calls = completion.choices[0].message.tool_calls
     assert calls
     call = calls[0]

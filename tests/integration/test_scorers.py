@@ -19,10 +19,9 @@ import openai
 import pytest
 from openai.types.chat import ChatCompletionMessageParam
 
-from ponder.server.engines.launch import hf_folder_for, vllm_python
-from ponder.server.engines.managed import ManagedEngine, free_port, vllm_engine
+from ponder.server.engines.managed import ManagedEngine
 from ponder.server.settings import Settings
-from tests.integration.conftest import MODEL, Served, gateway_process
+from tests.integration.conftest import MODEL, Served, gateway_process, vllm_on_cpu
 
 QUESTION: list[ChatCompletionMessageParam] = [
     {"role": "user", "content": "Tom has 3 boxes of 4 pens. How many pens does he have?"}
@@ -102,18 +101,8 @@ def test_self_consistency_weighted_by_confidence(client: openai.OpenAI) -> None:
 
 @pytest.fixture(scope="module")
 def reward_engine(gguf: Path, settings: Settings, logs: Path) -> Iterator[ManagedEngine]:
-    python = vllm_python(settings)
-    folder = hf_folder_for(python, gguf, settings.cache_dir)
-    port = free_port()
-    with vllm_engine(
-        python,
-        str(folder),
-        served_name="judge-rm",
-        port=port,
-        cpu=True,
-        max_model_len=2048,
-        extra_args=REWARD_FLAGS,
-        log_file=logs / f"vllm-reward-{port}.log",
+    with vllm_on_cpu(
+        gguf, settings, logs, served_name="judge-rm", extra_args=REWARD_FLAGS
     ) as engine:
         yield engine
 

@@ -124,8 +124,9 @@ def test_settings_from_yaml_file_with_flags_on_top(
 
 
 def test_vllm_model_starts_a_pooled_vllm_engine(gguf: Path, logs: Path) -> None:
-    # A GGUF given to --vllm-model is converted once to a HF folder vLLM loads.
-    with gateway_process(logs, "--vllm-model", str(gguf)) as gateway:
+    # A catalog model given to --vllm-model: its GGUF, converted once to a HF folder vLLM
+    # loads, served under the catalog's name.
+    with gateway_process(logs, "--vllm-model", MODEL) as gateway:
         assert gateway.process is not None
         engines = children(gateway.process.pid)
         assert len(engines) == 1, "no GPU here: one CPU engine"

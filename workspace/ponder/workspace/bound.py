@@ -49,10 +49,11 @@ async def bound_text(text: str, max_tokens: int, count: TokenCounter) -> Workspa
     total = await count(text)
     if total <= max_tokens:
         return Workspace(text, total)
-    kept, tokens, unit = await _longest_prefix(text, sentence_ends(text), max_tokens, count)
+    kept, tokens = await longest_prefix(text, sentence_ends(text), max_tokens, count)
+    unit = "sentence"
     if not kept:
         words = [match.end() for match in re.finditer(r"\S+", text)]
-        kept, tokens, unit = await _longest_prefix(text, words, max_tokens, count)
+        kept, tokens = await longest_prefix(text, words, max_tokens, count)
         unit = "word"
     cut = Cut(
         bound=max_tokens,
@@ -64,9 +65,11 @@ async def bound_text(text: str, max_tokens: int, count: TokenCounter) -> Workspa
     return Workspace(kept, tokens, cut)
 
 
-async def _longest_prefix(
+async def longest_prefix(
     text: str, ends: Sequence[int], max_tokens: int, count: TokenCounter
-) -> tuple[str, int, str]:
+) -> tuple[str, int]:
+    """The longest ``text[:end]`` over ``ends`` (ascending) within ``max_tokens``, by
+    bisection; ``("", 0)`` when none fits."""
     low, high = 0, len(ends) - 1
     best, best_tokens = "", 0
     while low <= high:
@@ -78,4 +81,4 @@ async def _longest_prefix(
             low = middle + 1
         else:
             high = middle - 1
-    return best, best_tokens, "sentence"
+    return best, best_tokens

@@ -14,7 +14,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ponder.workspace.bound import Cut, TokenCounter, Workspace, sentence_ends
+from ponder.workspace.bound import Cut, TokenCounter, Workspace, longest_prefix, sentence_ends
 from ponder.workspace.operators import render_drafts
 
 #: The fewest tokens one draft's conclusion (with its header) is given. A bound
@@ -164,18 +164,7 @@ async def _opening(text: str, limit: int, max_tokens: int, count: TokenCounter) 
     if max_tokens < 1:
         return "", 0
     ends = [end for end in sentence_ends(text) if end <= limit]
-    low, high = 0, len(ends) - 1
-    best, best_tokens = "", 0
-    while low <= high:
-        middle = (low + high) // 2
-        prefix = text[: ends[middle]].rstrip()
-        tokens = await count(prefix)
-        if tokens <= max_tokens:
-            best, best_tokens = prefix, tokens
-            low = middle + 1
-        else:
-            high = middle - 1
-    return best, best_tokens
+    return await longest_prefix(text, ends, max_tokens, count)
 
 
 def _sentence_starts(text: str) -> list[int]:
