@@ -10,6 +10,7 @@ import signal
 import sys
 import tempfile
 from collections.abc import Iterator
+from importlib.metadata import version
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -28,8 +29,21 @@ app = typer.Typer(
 )
 
 
+def _show_version(value: bool) -> None:
+    if value:
+        typer.echo(f"ponder {version('ponder')}")
+        raise typer.Exit()
+
+
 @app.callback()
-def _root() -> None:
+def _root(
+    show_version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_show_version, is_eager=True, help="print the version and exit"
+        ),
+    ] = False,
+) -> None:
     """Ponder's command line."""
 
 
@@ -53,8 +67,8 @@ def _exit_on_sigterm(*_: Any) -> None:
 @app.command()
 def serve(
     config: Annotated[Path | None, typer.Option(help="YAML settings file")] = None,
-    host: Annotated[str | None, typer.Option(help="address to bind")] = None,
-    port: Annotated[int | None, typer.Option(help="port to bind")] = None,
+    host: Annotated[str | None, typer.Option(help="address to bind (default: 127.0.0.1)")] = None,
+    port: Annotated[int | None, typer.Option(help="port to bind (default: 8000)")] = None,
     engine_url: Annotated[
         list[str] | None,
         typer.Option(
@@ -91,7 +105,7 @@ def serve(
         ),
     ] = None,
     default_strategy: Annotated[
-        str | None, typer.Option(help="strategy for requests that name none")
+        str | None, typer.Option(help="strategy for requests that name none (default: direct)")
     ] = None,
     redis_url: Annotated[
         str | None,
@@ -100,7 +114,8 @@ def serve(
         ),
     ] = None,
     cache: Annotated[
-        bool | None, typer.Option("--cache/--no-cache", help="cache deterministic answers")
+        bool | None,
+        typer.Option("--cache/--no-cache", help="cache deterministic answers (default: on)"),
     ] = None,
     reward_url: Annotated[
         str | None,
@@ -109,10 +124,19 @@ def serve(
             "scorer, e.g. http://127.0.0.1:8001/v1"
         ),
     ] = None,
-    workers: Annotated[int | None, typer.Option(help="worker processes", min=1)] = None,
-    log_level: Annotated[str | None, typer.Option(help="debug, info, warning, error")] = None,
+    workers: Annotated[
+        int | None, typer.Option(help="worker processes (default: 1)", min=1)
+    ] = None,
+    log_level: Annotated[
+        str | None, typer.Option(help="debug, info, warning, error (default: info)")
+    ] = None,
 ) -> None:
-    """Serve the OpenAI API; start an engine when none is given."""
+    """Serve the OpenAI API; start an engine when none is given.
+
+    Options left unset take the PONDER_* environment, then --config, then the
+    defaults; every setting, those without a flag included (caps, cache, timeouts,
+    demo sets ...), is listed with its default in docs/configuration.md.
+    """
     try:
         settings = load_settings(
             config,

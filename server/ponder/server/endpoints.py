@@ -107,7 +107,7 @@ class ChatEndpoint(Endpoint):
         try:
             return [[_message(m) for m in body.messages]]
         except ValueError as error:
-            raise InvalidRequest(str(error), param="messages") from None
+            raise InvalidRequest(str(error), param="messages", code="unsupported_content") from None
 
     def max_tokens(self, body: ChatCompletionRequest) -> int | None:
         return body.max_completion_tokens or body.max_tokens

@@ -23,9 +23,11 @@ logger = logging.getLogger(__name__)
 
 
 class PonderError(Exception):
+    """A failure a client sees; every envelope has a code (OpenAI clients switch on it)."""
+
     status = 500
     type = "server_error"
-    code: str | None = None
+    code: str = "internal_error"
 
     def __init__(self, message: str, *, param: str | None = None, code: str | None = None):
         super().__init__(message)
@@ -45,6 +47,7 @@ class PonderError(Exception):
 class InvalidRequest(PonderError):
     status = 400
     type = "invalid_request_error"
+    code = "invalid_request"
 
 
 class ModelNotFound(PonderError):
@@ -149,6 +152,10 @@ def _validation_error(exc: RequestValidationError) -> InvalidRequest:
     )
 
 
+#: Codes of the errors Starlette raises itself (an unknown path, a wrong method).
+_HTTP_CODES = {404: "not_found", 405: "method_not_allowed"}
+
+
 def install_error_handlers(app: FastAPI) -> None:
     async def on_ponder_error(_: Request, exc: Exception) -> JSONResponse:
         return error_response(to_ponder_error(exc))
@@ -162,6 +169,7 @@ def install_error_handlers(app: FastAPI) -> None:
         error = PonderError(str(exc.detail))
         error.status = exc.status_code
         error.type = "invalid_request_error" if exc.status_code < 500 else "server_error"
+        error.code = _HTTP_CODES.get(exc.status_code, f"http_{exc.status_code}")
         return error_response(error)
 
     app.add_exception_handler(PonderError, on_ponder_error)

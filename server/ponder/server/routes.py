@@ -7,6 +7,7 @@ import time
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
+from ponder.server.errors import ModelNotFound
 from ponder.server.eval_results import EvalReport
 from ponder.server.gateway import Gateway
 from ponder.server.metrics import CONTENT_TYPE_LATEST
@@ -37,9 +38,7 @@ async def completions(body: CompletionRequest, request: Request) -> Response:
     return await _gateway(request).serving.handle(body, request)
 
 
-@router.get("/v1/models")
-async def models(request: Request) -> ModelList:
-    gateway = _gateway(request)
+def _model_cards(gateway: Gateway) -> list[ModelCard]:
     created = int(time.time())
     cards: list[ModelCard] = []
     for model in gateway.engines.models():
@@ -47,7 +46,23 @@ async def models(request: Request) -> ModelList:
         cards.extend(
             ModelCard(id=f"{strategy}:{model}", created=created) for strategy in gateway.registry
         )
-    return ModelList(data=cards)
+    return cards
+
+
+@router.get("/v1/models")
+async def models(request: Request) -> ModelList:
+    return ModelList(data=_model_cards(_gateway(request)))
+
+
+@router.get("/v1/models/{model_id:path}")
+async def model(model_id: str, request: Request) -> ModelCard:
+    """One model (or ``<strategy>:<model>``), as OpenAI's retrieve-model answers."""
+    for card in _model_cards(_gateway(request)):
+        if card.id == model_id:
+            return card
+    raise ModelNotFound(
+        f"model {model_id!r} does not exist; GET /v1/models lists the models", param="model"
+    )
 
 
 @router.get("/v1/strategies")

@@ -44,6 +44,7 @@ def select(
             raise InvalidRequest(
                 f"the model names strategy {prefix!r} but ponder.strategy is {named!r}",
                 param="ponder.strategy",
+                code="invalid_parameter",
             )
         return Selection(plain_model, prefix, ponder)
     if named is not None:
@@ -54,6 +55,7 @@ def select(
             raise InvalidRequest(
                 f"reasoning_effort must be one of {', '.join(sorted(presets))}",
                 param="reasoning_effort",
+                code="invalid_parameter",
             )
         if preset.strategy in registry:
             return Selection(model, preset.strategy, {**preset.params, **ponder})

@@ -33,3 +33,12 @@ def test_flags_beat_environment_beats_file(tmp_path: Path, monkeypatch: pytest.M
     settings = load_settings(config, port=2222)
     assert (settings.port, settings.max_n, settings.default_strategy) == (2222, 5, "from-file")
     assert settings.engine_urls == ["http://a:1/v1", "http://b:2"]
+
+
+def test_version_and_help_point_to_the_settings() -> None:
+    result = CliRunner().invoke(app, ["--version"])
+    assert result.exit_code == 0
+    assert result.output.startswith("ponder ")
+    help_text = CliRunner().invoke(app, ["serve", "--help"], env={"COLUMNS": "200"}).output
+    assert "docs/configuration.md" in help_text
+    assert "(default: 8000)" in help_text

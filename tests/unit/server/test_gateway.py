@@ -456,3 +456,51 @@ async def test_over_max_in_flight_is_429_with_retry_after(
         assert (await first).status_code == 200
         assert (await client.post(CHAT, json=chat_body())).status_code == 200
     assert len(engine.calls) == 2  # the refused request reached no engine
+
+
+async def test_one_model_is_retrieved_by_id(client: httpx.AsyncClient) -> None:
+    assert (await client.get("/v1/models/tiny")).json()["id"] == "tiny"
+    assert (await client.get("/v1/models/pdr:tiny")).json()["id"] == "pdr:tiny"
+    missing = await client.get("/v1/models/gpt-7")
+    assert missing.status_code == 404
+    assert missing.json()["error"]["code"] == "model_not_found"
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "status"),
+    [
+        ("post", CHAT, {"model": "tiny", "messages": []}, 400),
+        (
+            "post",
+            CHAT,
+            {
+                "model": "tiny",
+                "messages": [
+                    {
+                        "role": "user",
+                        "content": [{"type": "image_url", "image_url": {"url": "http://x"}}],
+                    }
+                ],
+            },
+            400,
+        ),
+        (
+            "post",
+            CHAT,
+            {
+                "model": "tiny",
+                "messages": [{"role": "user", "content": "hi"}],
+                "reasoning_effort": "extreme",
+            },
+            400,
+        ),
+        ("get", "/v1/nothing", None, 404),
+        ("get", CHAT, None, 405),
+    ],
+)
+async def test_no_error_envelope_has_a_null_code(
+    client: httpx.AsyncClient, method: str, path: str, body: Any, status: int
+) -> None:
+    response = await client.request(method.upper(), path, json=body)
+    assert response.status_code == status
+    assert response.json()["error"]["code"]
