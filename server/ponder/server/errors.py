@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -86,10 +87,25 @@ class EngineFailed(PonderError):
     code = "engine_error"
 
 
+#: Engine addresses in a message: URLs, and host:port pairs.
+_ADDRESS = re.compile(
+    r"(?:\bengine\s+)?(?:https?://[^\s'\"]*[^\s'\":]|\b(?:\d{1,3}\.){3}\d{1,3}(?::\d+)?\b"
+    r"|\b[\w.-]+:\d{2,5}\b)"
+)
+
+
+def public(message: str) -> str:
+    """``message`` with no internal engine address in it (the log keeps the original)."""
+    return _ADDRESS.sub("the engine", message)
+
+
 def to_ponder_error(error: BaseException) -> PonderError:
     """The client-facing error for any exception raised while serving a request."""
     if isinstance(error, PonderError):
         return error
+    if isinstance(error, EngineError):
+        logger.warning("engine call failed: %s", error)
+        return _engine_error(error)
     if isinstance(error, StrategyInputError):
         return InvalidRequest(str(error), param="ponder", code="invalid_parameter")
     if isinstance(error, OverCap):
@@ -100,16 +116,19 @@ def to_ponder_error(error: BaseException) -> PonderError:
         return InvalidRequest(str(error), param="ponder.strategy", code="unknown_strategy")
     if isinstance(error, InvalidParams):
         return InvalidRequest(str(error), param=error.param, code="invalid_parameter")
-    if isinstance(error, EngineTimeout):
-        return EngineTimedOut(str(error))
-    if isinstance(error, EngineRejected):
-        return InvalidRequest(str(error), code="engine_rejected")
-    if isinstance(error, EngineError):
-        if error.status == 503:
-            return NoEngineReady(str(error))
-        return EngineFailed(str(error))
     logger.exception("unexpected error while serving a request", exc_info=error)
     return PonderError("internal error; see the server log")
+
+
+def _engine_error(error: EngineError) -> PonderError:
+    message = public(str(error))
+    if isinstance(error, EngineTimeout):
+        return EngineTimedOut(message)
+    if isinstance(error, EngineRejected):
+        return InvalidRequest(message, code="engine_rejected")
+    if error.status == 503:
+        return NoEngineReady(message)
+    return EngineFailed(message)
 
 
 async def send_error(

@@ -65,6 +65,7 @@ class CompletionServing:
         self.engines = engines
         self.metrics = metrics
         self.cache = cache
+        self.keepalive = settings.stream_keepalive_seconds
         self.plans = PlanBuilder(
             settings, engines, registry, caching=cache is not None, reward_model=reward is not None
         )
@@ -168,7 +169,7 @@ class CompletionServing:
             try:
                 while not isinstance(item, _Finished):
                     yield item
-                    item = await queue.get()
+                    item = await self._next(queue)
                 if item.error is not None:
                     status = item.error.status
                     yield sse.event(item.error.envelope())
@@ -194,6 +195,14 @@ class CompletionServing:
                 record_request(self.metrics, plan, status, started, outcome, first_text=first_text)
 
         return event_stream(body(), cache="miss")
+
+    async def _next(self, queue: asyncio.Queue[bytes | _Finished]) -> bytes | _Finished:
+        """The stream's next event; a keep-alive comment after a silence, so that proxies
+        that cut idle connections do not cut a strategy that is still working."""
+        try:
+            return await asyncio.wait_for(queue.get(), timeout=self.keepalive)
+        except TimeoutError:
+            return sse.comment("keep-alive")
 
     def _serve_cached(self, plan: Plan, stored: CompletionResponse, started: float) -> Response:
         """A response from the cache: the stored answer under this request's id and time."""

@@ -504,3 +504,40 @@ async def test_no_error_envelope_has_a_null_code(
     response = await client.request(method.upper(), path, json=body)
     assert response.status_code == status
     assert response.json()["error"]["code"]
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        EngineTimeout("http://10.0.3.7:8000 timed out on /v1/chat/completions"),
+        EngineRejected("engine vllm-2.vllm.svc:8000 rejected the request: too long"),
+        EngineUnavailable("http://10.0.3.7:8000/v1: ConnectError('refused')"),
+    ],
+)
+async def test_engine_errors_never_show_internal_addresses(
+    client: httpx.AsyncClient, engine: ScriptedEngine, error: Exception
+) -> None:
+    engine.fail_with.append(error)  # type: ignore[arg-type]
+    response = await client.post(CHAT, json=chat_body())
+    message = response.json()["error"]["message"]
+    assert "10.0.3.7" not in message
+    assert "vllm-2" not in message
+    assert ":8000" not in message
+    assert message.startswith("the engine")
+
+
+async def test_a_silent_stream_gets_keep_alive_comments(engine: ScriptedEngine) -> None:
+    settings = Settings(engine_urls=["http://unused"], stream_keepalive_seconds=0.05)
+    app = create_app(settings, engines=StaticEngines({"tiny": engine}))
+    engine.script = lambda prompt, index: "Short."
+    engine.delay = 0.3  # the drafts take a while; the client hears nothing but comments
+    transport = httpx.ASGITransport(app=app)
+    async with (
+        httpx.AsyncClient(transport=transport, base_url="http://ponder") as client,
+        client.stream(
+            "POST", CHAT, json=chat_body(stream=True, ponder={"strategy": "sr", "rounds": 1})
+        ) as response,
+    ):
+        lines = [line async for line in response.aiter_lines()]
+    assert ": keep-alive" in lines
+    assert "data: [DONE]" in lines
