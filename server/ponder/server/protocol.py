@@ -135,10 +135,16 @@ class PonderUsage(BaseModel):
     total_tokens: int
 
 
+class CompletionTokensDetails(BaseModel):
+    #: Generated tokens that are not the answer: drafts, distillations, verifications ...
+    reasoning_tokens: int
+
+
 class Usage(BaseModel):
     prompt_tokens: int
     completion_tokens: int
     total_tokens: int
+    completion_tokens_details: CompletionTokensDetails | None = None
     ponder: PonderUsage
 
 

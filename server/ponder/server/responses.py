@@ -4,16 +4,27 @@ from __future__ import annotations
 
 from ponder.server.endpoints import CompletionResponse
 from ponder.server.planning import Plan
-from ponder.server.protocol import PonderInfo, PonderUsage, TraceCall, Usage
+from ponder.server.protocol import (
+    CompletionTokensDetails,
+    PonderInfo,
+    PonderUsage,
+    TraceCall,
+    Usage,
+)
 from ponder.server.running import Outcome
 from ponder.strategies.budget import Usage as BudgetUsage
 
 
-def usage_of(usage: BudgetUsage) -> Usage:
+def usage_of(usage: BudgetUsage, answer_tokens: int) -> Usage:
+    """OpenAI's usage (``total_tokens`` = prompt + completion, as OpenAI means it) and
+    Ponder's; generated tokens that are not the answers' are reasoning tokens."""
     return Usage(
         prompt_tokens=usage.prompt_tokens,
         completion_tokens=usage.completion_tokens,
         total_tokens=usage.prompt_tokens + usage.completion_tokens,
+        completion_tokens_details=CompletionTokensDetails(
+            reasoning_tokens=max(0, usage.completion_tokens - answer_tokens)
+        ),
         ponder=PonderUsage(
             calls=usage.calls,
             rounds=usage.rounds,
@@ -65,7 +76,7 @@ def response_of(plan: Plan, outcome: Outcome, *, caching: bool) -> CompletionRes
         id=plan.response_id,
         model=plan.response_model,
         answers=outcome.run.answers,
-        usage=usage_of(outcome.run.usage),
+        usage=usage_of(outcome.run.usage, sum(a.tokens for a in outcome.run.answers)),
         info=info_of(plan, outcome, caching=caching),
         logprobs=plan.shape.logprobs,
     )

@@ -285,6 +285,9 @@ class Answer:
     logprobs: tuple[TokenLogprob, ...] | None = None
     #: The work behind an answer that had to take a form of its own (JSON, a tool call).
     reasoning: str | None = None
+    #: Completion tokens of the call(s) that wrote ``text``; every other generated token of
+    #: the run is reasoning (``usage.completion_tokens_details.reasoning_tokens``).
+    tokens: int = 0
 
     @classmethod
     def from_choice(cls, choice: Choice, fmt: AnswerFormat = "numeric") -> Answer:
@@ -295,6 +298,7 @@ class Answer:
             stated(choice.text, fmt),
             tool_calls=choice.tool_calls,
             logprobs=choice.logprobs,
+            tokens=choice.completion_tokens,
         )
 
 

@@ -58,4 +58,5 @@ def _answer(choice: Choice) -> Answer:
         finish_reason=choice.finish_reason,
         tool_calls=choice.tool_calls,
         logprobs=choice.logprobs,
+        tokens=choice.completion_tokens,
     )

@@ -197,6 +197,7 @@ async def in_shape(
                 tool_calls=choice.tool_calls,
                 logprobs=choice.logprobs,
                 reasoning=answer.text,
+                tokens=choice.completion_tokens,
             )
         )
     return StrategyResult(answers=shaped, details=result.details)

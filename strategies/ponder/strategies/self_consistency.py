@@ -80,7 +80,13 @@ class SelfConsistency(Strategy[SelfConsistencyParams]):
         chosen = generation.choices[result.winner_index or 0]
         return StrategyResult(
             answers=[
-                Answer(chosen.text, chosen.finish_reason, result.winner, logprobs=chosen.logprobs)
+                Answer(
+                    chosen.text,
+                    chosen.finish_reason,
+                    result.winner,
+                    logprobs=chosen.logprobs,
+                    tokens=chosen.completion_tokens,
+                )
             ],
             details=VoteDetails(
                 votes=result.counts,

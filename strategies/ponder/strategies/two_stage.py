@@ -47,6 +47,7 @@ async def reason_then_extract(
             rationale.finish_reason,
             normalise(answer),
             logprobs=rationale.logprobs,
+            tokens=rationale.completion_tokens,
         )
     answer_trigger = prompts.ANSWER_TRIGGERS[params.answer_format]
     second = prompts.with_demos(
@@ -70,6 +71,7 @@ async def reason_then_extract(
         extracted.finish_reason,
         _read(extracted.text, params),
         logprobs=logprobs,
+        tokens=rationale.completion_tokens + extracted.completion_tokens,
     )
 
 

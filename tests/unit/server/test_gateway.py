@@ -541,3 +541,21 @@ async def test_a_silent_stream_gets_keep_alive_comments(engine: ScriptedEngine) 
         lines = [line async for line in response.aiter_lines()]
     assert ": keep-alive" in lines
     assert "data: [DONE]" in lines
+
+
+@pytest.mark.parametrize(
+    ("ponder", "answer_calls"),
+    [({"strategy": "direct"}, {"answer"}), ({"strategy": "sr", "rounds": 1}, {"refine"})],
+)
+async def test_reasoning_tokens_are_the_generated_tokens_that_are_not_the_answer(
+    client: httpx.AsyncClient, ponder: dict[str, Any], answer_calls: set[str]
+) -> None:
+    response = await client.post(CHAT, json=chat_body(ponder={**ponder, "trace": True}))
+    data = response.json()
+    usage, trace = data["usage"], data["ponder"]["trace"]
+    answer = sum(c["completion_tokens"] for c in trace if c["role"] in answer_calls)
+    reasoning = usage["completion_tokens_details"]["reasoning_tokens"]
+    assert reasoning == usage["completion_tokens"] - answer
+    assert usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"]
+    if ponder["strategy"] == "sr":
+        assert reasoning == next(c["completion_tokens"] for c in trace if c["role"] == "draft")
