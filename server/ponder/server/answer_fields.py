@@ -17,7 +17,15 @@ from ponder.strategies.engine import AnswerShape
 
 #: The fields read here; they are not forwarded with every engine call.
 ANSWER_FIELDS = frozenset(
-    {"response_format", "tools", "tool_choice", "parallel_tool_calls", "logprobs", "top_logprobs"}
+    {
+        "response_format",
+        "tools",
+        "tool_choice",
+        "parallel_tool_calls",
+        "logprobs",
+        "top_logprobs",
+        "echo",
+    }
 )
 #: Refused: the legacy function-calling fields.
 LEGACY_FIELDS = ("functions", "function_call")
@@ -59,7 +67,13 @@ def answer_shape(fields: Mapping[str, Any], *, chat: bool, stop: tuple[str, ...]
     parallel = fields.get("parallel_tool_calls")
     if parallel is not None and not isinstance(parallel, bool):
         raise _invalid("parallel_tool_calls must be true or false", "parallel_tool_calls")
+    echo = fields.get("echo")
+    if echo is not None and chat:
+        raise _invalid("echo is a completions field (/v1/completions)", "echo")
+    if echo is not None and not isinstance(echo, bool):
+        raise _invalid("echo must be true or false", "echo")
     return AnswerShape(
+        echo=bool(echo),
         response_format=response_format,
         tools=tools,
         tool_choice=tool_choice,

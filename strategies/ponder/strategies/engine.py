@@ -113,6 +113,8 @@ class AnswerShape:
     stop: tuple[str, ...] = ()
     #: Top alternatives per token to return (0: the chosen token's only; None: no logprobs).
     logprobs: int | None = None
+    #: The completions API's echo: the answer starts with the prompt.
+    echo: bool = False
 
     @property
     def structured(self) -> bool:
@@ -138,6 +140,8 @@ class AnswerShape:
             value = getattr(self, name)
             if value is not None:
                 extra[name] = value
+        if self.echo:
+            extra["echo"] = True
         return replace(self.free_text(sampling), extra=extra)
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from ponder.strategies.base import (
@@ -98,6 +98,11 @@ async def run_jobs(
                 await delta(job.offset + index, text)
 
         reshape = shape.structured and not strategy.shapes_answer
+        # echo: the answer starts with the prompt (a strategy's calls must not echo it).
+        echo = job.prompt if shape.echo and isinstance(job.prompt, str) else ""
+        if echo and not strategy.shapes_answer and sink is not None:
+            for index in range(job.n):
+                await sink(index, echo)
         ctx = StrategyContext(
             engine=engine,
             prompt=job.prompt,
@@ -111,9 +116,13 @@ async def run_jobs(
             # An answer that must take a form is streamed by the call that gives it that form.
             on_delta=None if reshape else sink,
             on_progress=on_progress,
-            shape=shape,
+            shape=shape if strategy.shapes_answer else replace(shape, echo=False),
         )
         result = await strategy.run(ctx)
+        if echo and not strategy.shapes_answer:
+            result = replace(
+                result, answers=[replace(a, text=echo + a.text) for a in result.answers]
+            )
         if not reshape:
             return result
         ctx.on_delta = sink

@@ -142,3 +142,29 @@ async def test_malformed_answer_fields_are_a_400(
     assert response.status_code == 400
     assert response.json()["error"]["param"] == param
     assert engine.calls == []
+
+
+async def test_echo_starts_the_answer_with_the_prompt_and_no_internal_call_echoes(
+    client: httpx.AsyncClient, engine: ScriptedEngine
+) -> None:
+    engine.script = lambda prompt, index: "The answer is 4."
+    body = {
+        "model": "tiny",
+        "prompt": "2+2?",
+        "echo": True,
+        "ponder": {"strategy": "sr", "rounds": 1},
+    }
+    response = await client.post("/v1/completions", json=body)
+    assert response.status_code == 200, response.text
+    assert response.json()["choices"][0]["text"] == "2+2?The answer is 4."
+    assert all("echo" not in call.sampling.extra for call in engine.calls)
+    direct = await client.post("/v1/completions", json={**body, "ponder": {"strategy": "direct"}})
+    assert direct.status_code == 200
+    assert engine.calls[-1].sampling.extra["echo"] is True  # the engine echoes for direct
+    chat = await client.post(CHAT, json=body_with_echo())
+    assert chat.status_code == 400
+    assert chat.json()["error"]["param"] == "echo"
+
+
+def body_with_echo() -> dict[str, Any]:
+    return {**body(), "echo": True}
