@@ -45,8 +45,6 @@ from ponder.workspace import (
     score_ranking,
     shared_top_k,
     summary_prompt,
-    verification_prompt,
-    verified,
 )
 
 
@@ -265,25 +263,8 @@ class PDR(Strategy[PDRParams]):
         texts = [draft.text for draft in drafts]
         if params.scorer == "agreement":
             return agreement_ranking([stated(text, params.answer_format) for text in texts])
-        if params.scorer != "verify":
-            scorer = make_scorer(params.scorer, params)
-            return score_ranking(await scorer.score(ctx, drafts, round=round_))
-        sampling = ctx.auxiliary_sampling(self.params, max_tokens=16)
-        with ctx.budget.parallel():
-            replies = await asyncio.gather(
-                *(
-                    ctx.generate(
-                        ctx.chat(verification_prompt(ctx.question, text)),
-                        role="verify",
-                        round=round_,
-                        index=i,
-                        sampling=sampling,
-                        annotate=lambda choice: {"score": verified(choice.text)},
-                    )
-                    for i, text in enumerate(texts)
-                )
-            )
-        return score_ranking([verified(reply.choices[0].text) for reply in replies])
+        scorer = make_scorer(params.scorer, params)
+        return score_ranking(await scorer.score(ctx, drafts, round=round_))
 
 
 def _info(workspace: Workspace, cuts: tuple[Cut | None, ...]) -> WorkspaceInfo:

@@ -22,7 +22,7 @@ import asyncio
 import math
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any, ClassVar, Literal
 
@@ -30,6 +30,7 @@ from pydantic import BaseModel, Field
 
 from ponder.strategies.base import StrategyContext, StrategyInputError
 from ponder.strategies.engine import Choice, Generation, Sampling
+from ponder.workspace import verification_prompt, verified
 
 ScorerName = Literal["judge", "reward", "confidence"]
 
@@ -115,26 +116,15 @@ class JudgeScorer(Scorer):
         texts = [candidate.text for candidate in candidates]
         if self.mode == "pairwise":
             return await self._knockout(ctx, texts, round)
-        sampling = ctx.auxiliary_sampling(max_tokens=JUDGE_MAX_TOKENS)
-
-        def note(choice: Choice) -> dict[str, Any]:
-            return {"grade": parse_grade(choice.text)}
-
-        with ctx.budget.parallel():
-            replies = await asyncio.gather(
-                *(
-                    ctx.generate(
-                        ctx.chat(judge_prompt(ctx.question, text)),
-                        role="judge",
-                        round=round,
-                        index=i,
-                        sampling=sampling,
-                        annotate=note,
-                    )
-                    for i, text in enumerate(texts)
-                )
-            )
-        grades = [parse_grade(reply.choices[0].text) for reply in replies]
+        replies = await one_call_each(
+            ctx,
+            [judge_prompt(ctx.question, text) for text in texts],
+            role="judge",
+            round=round,
+            sampling=ctx.auxiliary_sampling(max_tokens=JUDGE_MAX_TOKENS),
+            note=lambda reply: {"grade": parse_grade(reply)},
+        )
+        grades = [parse_grade(reply) for reply in replies]
         return [float(grade) if grade is not None else 0.0 for grade in grades]
 
     async def _knockout(
@@ -168,6 +158,52 @@ class JudgeScorer(Scorer):
                 survivors.append(alive[-1])  # a bye
             alive = survivors
         return wins
+
+
+class VerifyScorer(Scorer):
+    """A yes/no self-verification call per candidate (PDR's original scorer): 1 or 0."""
+
+    name: ClassVar[str] = "verify"
+
+    async def score(
+        self, ctx: StrategyContext, candidates: Sequence[Choice], *, round: int
+    ) -> list[float]:
+        replies = await one_call_each(
+            ctx,
+            [verification_prompt(ctx.question, c.text) for c in candidates],
+            role="verify",
+            round=round,
+            sampling=ctx.auxiliary_sampling(max_tokens=16),
+            note=lambda reply: {"score": verified(reply)},
+        )
+        return [verified(reply) for reply in replies]
+
+
+async def one_call_each(
+    ctx: StrategyContext,
+    prompts: Sequence[str],
+    *,
+    role: str,
+    round: int,
+    sampling: Sampling,
+    note: Callable[[str], dict[str, Any]],
+) -> list[str]:
+    """One call per prompt, side by side in one step of the critical path; the replies."""
+    with ctx.budget.parallel():
+        generations = await asyncio.gather(
+            *(
+                ctx.generate(
+                    ctx.chat(prompt),
+                    role=role,
+                    round=round,
+                    index=i,
+                    sampling=sampling,
+                    annotate=lambda choice: note(choice.text),
+                )
+                for i, prompt in enumerate(prompts)
+            )
+        )
+    return [generation.choices[0].text for generation in generations]
 
 
 class RewardScorer(Scorer):
@@ -243,7 +279,9 @@ def lowest_window_confidence(tops: Sequence[Sequence[float]], window: int) -> fl
     return lowest / size
 
 
-def make_scorer(name: ScorerName, params: ScoringParams) -> Scorer:
+def make_scorer(name: ScorerName | Literal["verify"], params: ScoringParams) -> Scorer:
+    if name == "verify":
+        return VerifyScorer()
     if name == "judge":
         return JudgeScorer(params.judge_mode)
     if name == "reward":
