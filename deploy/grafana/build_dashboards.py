@@ -137,14 +137,14 @@ def results_table() -> Panel:
         "ci_high": "ponder_eval_accuracy_ci_high",
         "latency": "ponder_eval_mean_latency_seconds",
         "sequential": "ponder_eval_mean_sequential_tokens",
-        "total": "ponder_eval_mean_total_tokens",
+        "all": "ponder_eval_mean_all_tokens",
         "items": "ponder_eval_items",
     }
     return {
         "type": "table",
         "title": "Evaluation results",
         "description": "Per configuration: accuracy and its 95% interval, mean latency, "
-        "mean sequential and total tokens per problem, problems graded.",
+        "mean sequential and all tokens (B_seq, B_total) per problem, problems graded.",
         "datasource": DATASOURCE,
         "targets": [
             target(f"{metric}{{{EVAL}}}", ref=ref, instant=True) for ref, metric in refs.items()
@@ -245,9 +245,9 @@ def tradeoffs() -> Any:
                 "short",
             ),
             tradeoff_chart(
-                "Accuracy against total tokens (cost)",
-                "total tokens",
-                "ponder_eval_mean_total_tokens",
+                "Accuracy against all tokens (B_total, cost)",
+                "all tokens (B_total)",
+                "ponder_eval_mean_all_tokens",
                 "short",
             ),
             results_table(),
@@ -308,9 +308,9 @@ def serving() -> Any:
                     ref="completion",
                 ),
                 target(
-                    f'sum by (strategy) (rate(ponder_tokens_total{{kind="total"}}[{RATE}]))',
+                    f'sum by (strategy) (rate(ponder_tokens_total{{kind="all"}}[{RATE}]))',
                     "all calls {{strategy}}",
-                    ref="total",
+                    ref="all",
                 ),
                 description="Completion tokens of answers, and tokens read and written over "
                 "every engine call (B_total).",

@@ -113,7 +113,7 @@ def serve_some_requests(gateway: ManagedEngine, redis_server: RedisServer) -> No
                 "accuracy": accuracy,
                 "mean_latency_seconds": latency,
                 "mean_sequential_tokens": tokens,
-                "mean_total_tokens": tokens * 3,
+                "mean_all_tokens": tokens * 3,
                 "items": 10,
             }
             for strategy, config, accuracy, latency, tokens in [

@@ -54,7 +54,7 @@ def test_eval_runs_reports_publishes_and_resumes(
     for r in records:
         assert not r.get("error"), r
         assert r["latency_s"] > 0
-        assert r["total_tokens"] >= r["sequential_tokens"] > 0
+        assert r["all_tokens"] >= r["sequential_tokens"] > 0
         assert isinstance(r["correct"], bool)
         assert r["gold"] == golds[r["item"]]
     assert {r["calls"] for r in records if r["config"] == "sr rounds=1"} == {2}

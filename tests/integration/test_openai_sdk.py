@@ -51,7 +51,7 @@ def test_chat_usage_matches_the_engine(client: openai.OpenAI, served: Served) ->
     assert usage.total_tokens == usage.prompt_tokens + usage.completion_tokens
     ponder_usage = usage.model_extra["ponder"]  # type: ignore[index]
     assert ponder_usage["calls"] == 1
-    assert ponder_usage["sequential_tokens"] == ponder_usage["total_tokens"] == usage.total_tokens
+    assert ponder_usage["sequential_tokens"] == ponder_usage["all_tokens"] == usage.total_tokens
 
 
 def test_n3_is_one_call_with_every_choice_counted(client: openai.OpenAI, served: Served) -> None:
@@ -74,7 +74,7 @@ def test_n3_is_one_call_with_every_choice_counted(client: openai.OpenAI, served:
     assert sum(per_choice) == usage.completion_tokens
     assert (
         sum(c["prompt_tokens"] + c["completion_tokens"] for c in trace)
-        == ponder_usage["total_tokens"]
+        == ponder_usage["all_tokens"]
     )
     for choice, tokens in zip(completion.choices, per_choice, strict=True):
         assert choice.message.content is not None

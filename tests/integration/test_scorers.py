@@ -127,7 +127,7 @@ def test_best_of_n_with_a_reward_model(reward_gateway: ManagedEngine) -> None:
     assert all(0.0 < score < 1.0 for score in scores)  # the "Yes" probability
     assert [float(c["output"]) for c in rewards] == pytest.approx(scores, rel=1e-5)
     assert scores[info["details"]["chosen"]] == max(scores)
-    assert usage["total_tokens"] >= sum(c["prompt_tokens"] for c in rewards)
+    assert usage["all_tokens"] >= sum(c["prompt_tokens"] for c in rewards)
     # PDR's top-k ranks with the same model.
     info, _ = ask(
         client,

@@ -17,8 +17,8 @@ from ponder.clients import (
     Finished,
     NotFoundError,
     Ponder,
-    Progress,
     RateLimitError,
+    ReasoningChunk,
     SelfConsistency,
     ServiceUnavailableError,
     TextChunk,
@@ -77,9 +77,13 @@ def test_a_typed_strategy_and_its_typed_trace(client: Ponder) -> None:
     assert result.usage.ponder.rounds == 2
 
 
-def test_a_stream_gives_progress_text_and_usage(client: Ponder) -> None:
+def test_a_stream_gives_reasoning_text_and_usage(client: Ponder) -> None:
     events = list(client.chat_stream(QUESTION, strategy=SelfConsistency(n=3), max_tokens=48))
-    assert any(isinstance(e, Progress) for e in events)
+    reasoning = "".join(e.text for e in events if isinstance(e, ReasoningChunk))
+    assert reasoning.startswith("sampling 3 rationales")
+    assert "votes:" in reasoning
+    first_text = next(i for i, e in enumerate(events) if isinstance(e, TextChunk))
+    assert all(not isinstance(e, ReasoningChunk) for e in events[first_text:])
     assert "".join(e.text for e in events if isinstance(e, TextChunk))
     end = events[-1]
     assert isinstance(end, Finished)

@@ -50,8 +50,8 @@ def check_usage(response: Any, roles: set[str]) -> None:
     trace = info(response)["trace"]
     usage = spent(response)
     assert roles <= {call["role"] for call in trace}
-    assert usage["total_tokens"] == sum(c["prompt_tokens"] + c["completion_tokens"] for c in trace)
-    assert 0 < usage["sequential_tokens"] <= usage["total_tokens"]
+    assert usage["all_tokens"] == sum(c["prompt_tokens"] + c["completion_tokens"] for c in trace)
+    assert 0 < usage["sequential_tokens"] <= usage["all_tokens"]
     assert response.usage.completion_tokens == sum(c["completion_tokens"] for c in trace)
     assert usage["drafts"] == sum(1 for c in trace if c["role"] == "draft")
 

@@ -110,7 +110,8 @@ class Ponder:
         messages: Messages,
         **options: Unpack[ChatOptions],
     ) -> Iterator[StreamEvent]:
-        """The answer as it is generated: ``TextChunk``s, ``Progress`` notes, ``Finished``."""
+        """The answer as it is generated: ``ReasoningChunk``s (the work behind it),
+        ``TextChunk``s, then ``Finished``."""
         body = self._settings.body(messages, stream=True, options=options)
         attempt, started = 0, False
         while True:

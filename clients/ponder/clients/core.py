@@ -20,7 +20,7 @@ from ponder.clients.models import (
     ChatCompletion,
     Finished,
     PonderInfo,
-    Progress,
+    ReasoningChunk,
     StreamEvent,
     TextChunk,
     Usage,
@@ -48,6 +48,9 @@ class ChatOptions(TypedDict, total=False):
     #: answer (and stores it), "no-store" neither reads nor writes.
     cache: Literal["default", "no-cache", "no-store"]
     reasoning_effort: str
+    #: How much of the work behind the answer to show (``reasoning_content``): "none",
+    #: "summary" (the server's default: progress notes and workspaces) or "full".
+    reasoning: Literal["none", "summary", "full"]
     #: Any other body field, sent as is.
     extra: Mapping[str, Any]
 
@@ -82,6 +85,11 @@ def chat_body(
         if cache not in ("default", "no-cache", "no-store"):
             raise ValueError("cache must be 'default', 'no-cache' or 'no-store'")
         ponder["cache"] = cache
+    reasoning = options.get("reasoning")
+    if reasoning is not None:
+        if reasoning not in ("none", "summary", "full"):
+            raise ValueError("reasoning must be 'none', 'summary' or 'full'")
+        ponder["reasoning"] = reasoning
     if ponder:
         body["ponder"] = ponder
     if stream:
@@ -165,8 +173,6 @@ class StreamParser:
                 summary = json.loads(note[len("ponder ") :])
                 self.usage = Usage.model_validate(summary["usage"])
                 self.ponder = PonderInfo.model_validate(summary["ponder"])
-            elif note:
-                yield Progress(note=note)
             return
         if not line.startswith("data:"):
             return
@@ -187,7 +193,11 @@ class StreamParser:
             self.ponder = PonderInfo.model_validate(chunk["ponder"])
         for choice in chunk.get("choices") or []:
             index = int(choice.get("index", 0))
-            text = (choice.get("delta") or {}).get("content") or choice.get("text") or ""
+            delta = choice.get("delta") or {}
+            reasoning = delta.get("reasoning_content")
+            if reasoning:
+                yield ReasoningChunk(index=index, text=reasoning)
+            text = delta.get("content") or choice.get("text") or ""
             if text:
                 yield TextChunk(index=index, text=text)
             if choice.get("finish_reason"):

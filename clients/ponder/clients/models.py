@@ -17,7 +17,8 @@ class PonderUsage(_Lenient):
     rounds: int = 0
     drafts: int = 0
     sequential_tokens: int = 0
-    total_tokens: int = 0
+    #: B_total: every call's input and output, each sample reading its prompt.
+    all_tokens: int = 0
 
 
 class Usage(_Lenient):
@@ -34,7 +35,7 @@ class Usage(_Lenient):
     @property
     def all_tokens(self) -> int:
         """Tokens of every call, each sample reading its prompt (B_total)."""
-        return self.ponder.total_tokens
+        return self.ponder.all_tokens
 
 
 class TraceCall(_Lenient):
@@ -62,6 +63,8 @@ class PonderInfo(_Lenient):
 class Message(_Lenient):
     role: str = "assistant"
     content: str | None = None
+    #: The work behind the answer, as much as the request's ``reasoning`` asked to show.
+    reasoning_content: str | None = None
 
 
 class Choice(_Lenient):
@@ -106,10 +109,13 @@ class TextChunk(BaseModel):
     text: str
 
 
-class Progress(BaseModel):
-    """A note on rounds that come before the answer (``round 1 of 3: 8 drafts``)."""
+class ReasoningChunk(BaseModel):
+    """A piece of the work behind choice ``index``'s answer (``delta.reasoning_content``):
+    progress notes (``round 1 of 3: 8 drafts``) and workspaces, or every draft as well,
+    as the request's ``reasoning`` asked."""
 
-    note: str
+    index: int
+    text: str
 
 
 class Finished(BaseModel):
@@ -120,4 +126,4 @@ class Finished(BaseModel):
     ponder: PonderInfo | None = None
 
 
-StreamEvent = TextChunk | Progress | Finished
+StreamEvent = TextChunk | ReasoningChunk | Finished

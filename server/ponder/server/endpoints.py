@@ -49,6 +49,8 @@ class Ending:
     finish_reason: str
     tool_calls: list[ToolCallOut] | None = None
     logprobs: dict[str, Any] | None = None
+    #: The work behind the answer, not streamed yet (an answer from the cache).
+    reasoning: str | None = None
 
 
 class Endpoint(ABC):
@@ -164,6 +166,7 @@ class ChatEndpoint(Endpoint):
                 c.finish_reason or "stop",
                 tool_calls=c.message.tool_calls,
                 logprobs=c.logprobs.model_dump(exclude_none=True) if c.logprobs else None,
+                reasoning=c.message.reasoning_content,
             )
             for c in response.choices
         ]

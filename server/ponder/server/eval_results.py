@@ -34,7 +34,7 @@ class EvalResult(BaseModel):
     accuracy_ci_high: float | None = Field(None, ge=0.0, le=1.0)
     mean_latency_seconds: float = Field(ge=0.0)
     mean_sequential_tokens: float = Field(ge=0.0)
-    mean_total_tokens: float = Field(ge=0.0)
+    mean_all_tokens: float = Field(ge=0.0)
     items: int = Field(ge=1, description="problems graded")
 
 
@@ -78,6 +78,6 @@ class EvalBoard:
             m.eval_accuracy_ci_high.labels(*labels).set(result.accuracy if high is None else high)
             m.eval_latency.labels(*labels).set(result.mean_latency_seconds)
             m.eval_sequential_tokens.labels(*labels).set(result.mean_sequential_tokens)
-            m.eval_total_tokens.labels(*labels).set(result.mean_total_tokens)
+            m.eval_all_tokens.labels(*labels).set(result.mean_all_tokens)
             m.eval_items.labels(*labels).set(result.items)
         return len(report.results)

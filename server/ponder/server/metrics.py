@@ -143,8 +143,8 @@ class Metrics:
             "ponder_eval_mean_sequential_tokens",
             "Mean sequential (critical-path) tokens per problem of that evaluation run.",
         )
-        self.eval_total_tokens = self._eval_gauge(
-            "ponder_eval_mean_total_tokens",
+        self.eval_all_tokens = self._eval_gauge(
+            "ponder_eval_mean_all_tokens",
             "Mean tokens over every call per problem of that evaluation run.",
         )
         self.eval_items = self._eval_gauge(
@@ -176,7 +176,7 @@ class Metrics:
         prompt_tokens: int,
         completion_tokens: int,
         sequential_tokens: int,
-        total_tokens: int,
+        all_tokens: int,
         rounds: int,
         drafts: int,
         workspaces: Iterable[int],
@@ -186,7 +186,7 @@ class Metrics:
             ("prompt", prompt_tokens),
             ("completion", completion_tokens),
             ("sequential", sequential_tokens),
-            ("total", total_tokens),
+            ("all", all_tokens),
         ):
             self.tokens.labels(strategy, kind).inc(value)
         self.rounds.labels(strategy).observe(rounds)

@@ -24,6 +24,7 @@ from ponder.server.settings import Settings
 from ponder.strategies.base import Strategy
 from ponder.strategies.engine import AnswerShape, Prompt, Sampling
 from ponder.strategies.limits import Limits, OverCap
+from ponder.strategies.reasoning import ReasoningLevel
 from ponder.strategies.registry import Registry
 from ponder.strategies.runs import Job, plan_jobs
 
@@ -71,6 +72,8 @@ class Plan:
     caching: ResponseCaching
     #: The fields that shape the answer, for the call that produces it.
     shape: AnswerShape = field(default_factory=AnswerShape)
+    #: How much of the work behind the answer the response shows (``ponder.reasoning``).
+    reasoning: ReasoningLevel = "none"
 
     @property
     def response_id(self) -> str:
@@ -129,16 +132,16 @@ class PlanBuilder:
             selection=selection,
             strategy=strategy,
             sampling=sampling,
-            jobs=plan_jobs(
-                strategy, prompts, body.n, max_total_tokens=self.limits.max_total_tokens
-            ),
+            jobs=plan_jobs(strategy, prompts, body.n, max_all_tokens=self.limits.max_all_tokens),
             response_model=body.model,
             stream=body.stream,
             include_usage=bool(body.stream_options and body.stream_options.include_usage),
             caching=self._caching(
-                options.cache, endpoint, body, prompts, selection, strategy, sampling, shape
+                options, endpoint, body, prompts, selection, strategy, sampling, shape
             ),
             shape=shape,
+            # A text completion has no field for reasoning: only its stream shows it.
+            reasoning=options.reasoning if endpoint.kind == "chat" or body.stream else "none",
         )
 
     def _sampling(self, body: CompletionBody, max_tokens: int | None) -> Sampling:
@@ -188,7 +191,7 @@ class PlanBuilder:
 
     def _caching(
         self,
-        mode: CacheMode,
+        options: PonderOptions,
         endpoint: Endpoint,
         body: CompletionBody,
         prompts: list[Prompt],
@@ -203,6 +206,7 @@ class PlanBuilder:
             else sampling.temperature
         )
         greedy_or_seeded = sampling.seed is not None or temperature == 0
+        mode = options.cache
         if not self.caching or mode is CacheMode.NO_STORE or not greedy_or_seeded:
             return ResponseCaching(mode)
         key = cache_key(
@@ -217,6 +221,7 @@ class PlanBuilder:
                 "n": body.n,
                 "sampling": sampling.to_body(),
                 "shape": repr(shape),
+                "reasoning": options.reasoning,
             },
         )
         return ResponseCaching(mode, key)

@@ -16,6 +16,7 @@ from pydantic import (
 )
 
 from ponder.server.cache.mode import CacheMode
+from ponder.strategies.reasoning import ReasoningLevel
 
 
 class _Lenient(BaseModel):
@@ -75,6 +76,11 @@ class PonderOptions(BaseModel):
         CacheMode.DEFAULT,
         description="default: read and write; no-cache: skip the lookup; no-store: neither",
     )
+    reasoning: ReasoningLevel = Field(
+        "summary",
+        description="the work behind the answer shown as reasoning_content: none; summary "
+        "(progress notes and workspaces); full (every draft, summary and critique as well)",
+    )
 
     @property
     def strategy_params(self) -> dict[str, Any]:
@@ -132,7 +138,8 @@ class PonderUsage(BaseModel):
     rounds: int
     drafts: int
     sequential_tokens: int
-    total_tokens: int
+    #: B_total: every call's input and output, each sample reading its prompt.
+    all_tokens: int
 
 
 class CompletionTokensDetails(BaseModel):
@@ -177,7 +184,7 @@ class AssistantMessage(BaseModel):
     role: Literal["assistant"] = "assistant"
     content: str | None
     tool_calls: list[ToolCallOut] | None = None
-    #: The work behind the answer, when the answer had to take a form of its own.
+    #: The work behind the answer, as much as ``ponder.reasoning`` asked to show.
     reasoning_content: str | None = None
 
     @model_serializer(mode="wrap")

@@ -50,7 +50,7 @@ def record_request(
                 prompt_tokens=usage.prompt_tokens,
                 completion_tokens=usage.completion_tokens,
                 sequential_tokens=usage.sequential_tokens,
-                total_tokens=usage.total_tokens,
+                all_tokens=usage.all_tokens,
                 rounds=usage.rounds,
                 drafts=usage.drafts,
                 workspaces=[w.tokens for d in outcome.run.details for w in d.workspaces()],
@@ -60,6 +60,6 @@ def record_request(
             completion_tokens=usage.completion_tokens,
             calls=usage.calls,
             sequential_tokens=usage.sequential_tokens,
-            total_tokens=usage.total_tokens,
+            all_tokens=usage.all_tokens,
         )
     logger.info(json.dumps(line, separators=(",", ":")))

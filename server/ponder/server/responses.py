@@ -30,7 +30,7 @@ def usage_of(usage: BudgetUsage, answer_tokens: int) -> Usage:
             rounds=usage.rounds,
             drafts=usage.drafts,
             sequential_tokens=usage.sequential_tokens,
-            total_tokens=usage.total_tokens,
+            all_tokens=usage.all_tokens,
         ),
     )
 

@@ -7,10 +7,11 @@ from dataclasses import dataclass
 from ponder.server.cache import Cache, CachingEngine
 from ponder.server.engines.provider import EngineProvider
 from ponder.server.planning import Plan
-from ponder.strategies.base import DeltaSink, ProgressSink
+from ponder.strategies.base import DeltaSink
 from ponder.strategies.demos import Resources
 from ponder.strategies.engine import Engine, RewardModel
 from ponder.strategies.limits import Limits
+from ponder.strategies.reasoning import ReasoningSink
 from ponder.strategies.runs import Run, run_jobs
 
 
@@ -34,7 +35,7 @@ class Runner:
         self,
         plan: Plan,
         on_delta: DeltaSink | None = None,
-        on_progress: ProgressSink | None = None,
+        on_reasoning: ReasoningSink | None = None,
     ) -> Outcome:
         engine: Engine = self.engines.session(plan.selection.model)
         caching: CachingEngine | None = None
@@ -49,7 +50,8 @@ class Runner:
             resources=self.resources,
             reward=self.reward,
             shape=plan.shape,
+            reasoning=plan.reasoning,
             on_delta=on_delta,
-            on_progress=on_progress,
+            on_reasoning=on_reasoning,
         )
         return Outcome(run, deterministic=caching is not None and caching.deterministic)

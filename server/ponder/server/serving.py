@@ -140,12 +140,12 @@ class CompletionServing:
                 first_text = time.perf_counter()
             await queue.put(chunks.chunk(index, text))
 
-        async def on_progress(note: str) -> None:
-            await queue.put(sse.comment(note))
+        async def on_reasoning(index: int, text: str) -> None:
+            await queue.put(chunks.reasoning(index, text))
 
         async def produce() -> None:
             try:
-                outcome = await self.runner.run(plan, on_delta, on_progress)
+                outcome = await self.runner.run(plan, on_delta, on_reasoning)
             except Exception as exc:
                 await queue.put(_Finished(error=to_ponder_error(exc)))
                 return

@@ -135,7 +135,7 @@ class Settings(BaseSettings):
     max_drafts_per_round: int = Field(16, ge=1)
     max_rounds: int = Field(8, ge=1)
     max_tokens_per_call: int = Field(4096, ge=1)
-    max_total_tokens: int = Field(200_000, ge=1)
+    max_all_tokens: int = Field(200_000, ge=1)
     default_max_tokens: int = Field(512, ge=1, description="per call, when a request sets none")
 
     # Files strategies may read; requests name them, never give a path.
@@ -177,7 +177,7 @@ class Settings(BaseSettings):
             max_tokens_per_call=self.max_tokens_per_call,
             max_drafts_per_round=self.max_drafts_per_round,
             max_rounds=self.max_rounds,
-            max_total_tokens=self.max_total_tokens,
+            max_all_tokens=self.max_all_tokens,
             max_body_bytes=self.max_body_bytes,
             max_in_flight=self.max_in_flight,
         )

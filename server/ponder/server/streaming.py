@@ -41,7 +41,8 @@ class ChunkWriter:
         self.model = model
         self.include_usage = include_usage
         self.created = int(time.time())
-        self._started: set[int] = set()
+        self._opened: set[int] = set()
+        self._text_sent: set[int] = set()
 
     def _event(self, choices: list[Any], **more: Any) -> bytes:
         return sse.event(
@@ -55,20 +56,37 @@ class ChunkWriter:
             }
         )
 
+    def _first(self, index: int) -> bool:
+        first = index not in self._opened
+        self._opened.add(index)
+        return first
+
     def chunk(
         self, index: int, text: str | None, finish: str | None = None, end: Ending | None = None
     ) -> bytes:
-        first = index not in self._started
-        self._started.add(index)
+        if text:
+            self._text_sent.add(index)
+        first = self._first(index)
         return self._event([self.endpoint.chunk_choice(index, text, finish, first, end)])
 
+    def reasoning(self, index: int, text: str) -> bytes:
+        """Work behind choice ``index``'s answer: ``delta.reasoning_content`` in a chat
+        stream; a text completion's chunks have no such field, so there an SSE comment."""
+        if self.endpoint.kind != "chat":
+            return sse.comment(text)
+        delta: dict[str, Any] = {"role": "assistant"} if self._first(index) else {}
+        delta["reasoning_content"] = text
+        return self._event([{"index": index, "delta": delta, "finish_reason": None}])
+
     def started(self, index: int) -> bool:
-        """Whether any text of choice ``index`` has been sent."""
-        return index in self._started
+        """Whether any answer text of choice ``index`` has been sent."""
+        return index in self._text_sent
 
     def ending(self, endings: Iterable[Ending], usage: Usage, info: PonderInfo) -> Iterator[bytes]:
         """Each choice's text not streamed yet and its finish, then usage, then ``[DONE]``."""
         for end in endings:
+            if end.reasoning:
+                yield self.reasoning(end.index, end.reasoning)
             if end.text:
                 yield self.chunk(end.index, end.text)
             yield self.chunk(end.index, None, end.finish_reason, end)

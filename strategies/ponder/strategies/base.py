@@ -30,6 +30,7 @@ from ponder.strategies.engine import (
 )
 from ponder.strategies.limits import Limits
 from ponder.strategies.prompts import AnswerFormat
+from ponder.strategies.reasoning import Reasoning
 
 
 class StrategyInputError(ValueError):
@@ -78,8 +79,6 @@ class DraftingParams(StrategyParams):
 
 #: Sends a piece of a final answer to a streaming client: (choice index, text).
 DeltaSink = Callable[[int, str], Awaitable[None]]
-#: Sends a progress note to a streaming client (an SSE comment).
-ProgressSink = Callable[[str], Awaitable[None]]
 #: What a strategy notes of one sample, for its trace entry.
 Annotate = Callable[[Choice], dict[str, Any]]
 
@@ -95,7 +94,8 @@ class StrategyContext:
     n: int = 1
     limits: Limits = field(default_factory=Limits)
     on_delta: DeltaSink | None = None
-    on_progress: ProgressSink | None = None
+    #: What the run shows of its work (``ponder.reasoning``): notes, workspaces, drafts.
+    reasoning: Reasoning = field(default_factory=Reasoning)
     #: A seed for the strategy's own random choices (the request's, when it has one).
     seed: int = 0
     #: Files the operator configured (demo sets, question pools), by name.
@@ -176,14 +176,13 @@ class StrategyContext:
         return self.shape.free_text(sampling)
 
     async def progress(self, note: str) -> None:
-        if self.on_progress is not None:
-            await self.on_progress(note)
+        """A note on the run's progress (``round 2 of 3: 2 drafts``), shown as reasoning."""
+        await self.reasoning.note(note)
 
     def _check_budget(self) -> None:
         if self.budget.remaining() == 0:
             raise BudgetExhausted(
-                f"the request has spent its {self.budget.max_total_tokens} tokens "
-                "(max_total_tokens)"
+                f"the request has spent its {self.budget.max_all_tokens} tokens (max_all_tokens)"
             )
 
     async def generate(
@@ -202,6 +201,27 @@ class StrategyContext:
         ``annotate`` adds what the strategy learns of each sample (its answer,
         say) to the sample's trace entry.
         """
+        generation = await self._call(
+            prompt, role=role, round=round, n=n, sampling=sampling, index=index, annotate=annotate
+        )
+        if self.reasoning.shows("full"):
+            for k, choice in enumerate(generation.choices):
+                number = (index or 0) + k + 1 if n > 1 or index is not None else None
+                title = f"{role}{f' {number}' if number else ''}, round {round}"
+                await self.reasoning.section(title, choice.text, level="full")
+        return generation
+
+    async def _call(
+        self,
+        prompt: Prompt,
+        *,
+        role: str,
+        round: int,
+        n: int,
+        sampling: Sampling | None,
+        index: int | None,
+        annotate: Annotate | None,
+    ) -> Generation:
         self._check_budget()
         with calling(role):
             generation = await self.engine.generate(prompt, n=n, sampling=sampling or self.sampling)
@@ -230,10 +250,16 @@ class StrategyContext:
         sampling = sampling or self.sampling
         sampling = self.shape.apply(sampling) if shaped else self.shape.free_text(sampling)
         if self.on_delta is None:
-            generation = await self.generate(
-                prompt, role=role, round=round, sampling=sampling, index=index, annotate=annotate
+            generation = await self._call(
+                prompt,
+                role=role,
+                round=round,
+                n=1,
+                sampling=sampling,
+                index=index,
+                annotate=annotate,
             )
-            return generation.choices[0]
+            return generation.choices[0]  # the answer: not shown as reasoning
         self._check_budget()
         if prefix:
             await self.on_delta(index, prefix)

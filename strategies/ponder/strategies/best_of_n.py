@@ -67,6 +67,8 @@ class BestOfN(Strategy[BestOfNParams]):
         await ctx.progress(f"scoring them ({params.scorer})")
         scores = await scorer.score(ctx, generation.choices, round=1)
         chosen = max(range(len(scores)), key=lambda i: (scores[i], -i))  # ties: the first
+        shown = ", ".join(f"{_shown(s):g}" for s in scores)
+        await ctx.progress(f"scores: {shown}; chosen: solution {chosen + 1}")
         for record, score in zip(
             [r for r in ctx.budget.records if r.role == "draft"], scores, strict=True
         ):

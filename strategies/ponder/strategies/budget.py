@@ -4,7 +4,7 @@ A request's engine calls form a sequence of *steps*; the calls inside one
 step run in parallel, and each step waits for the one before. Following the
 PDR paper, every sample counts as one call of ``input + output`` tokens:
 
-- ``total_tokens`` (B_total) sums every sample's input and output tokens;
+- ``all_tokens`` (B_total) sums every sample's input and output tokens;
 - ``sequential_tokens`` (B_seq) sums, over steps, the largest sample of the
   step — the tokens on the critical path that latency follows.
 
@@ -57,14 +57,14 @@ class Usage:
     rounds: int
     drafts: int
     sequential_tokens: int
-    total_tokens: int
+    all_tokens: int
 
 
 @dataclass
 class Budget:
     """Counts the calls of one request; caps the tokens it may spend."""
 
-    max_total_tokens: int | None = None
+    max_all_tokens: int | None = None
     records: list[CallRecord] = field(default_factory=list)
     _billed_prompt_tokens: int = 0
     _requests: int = 0
@@ -127,7 +127,7 @@ class Budget:
         return added
 
     @property
-    def total_tokens(self) -> int:
+    def all_tokens(self) -> int:
         return sum(record.tokens for record in self.records)
 
     @property
@@ -139,9 +139,9 @@ class Budget:
 
     def remaining(self) -> int | None:
         """Tokens left under the request's cap, or ``None`` when uncapped."""
-        if self.max_total_tokens is None:
+        if self.max_all_tokens is None:
             return None
-        return max(0, self.max_total_tokens - self.total_tokens)
+        return max(0, self.max_all_tokens - self.all_tokens)
 
     def usage(self) -> Usage:
         return Usage(
@@ -151,7 +151,7 @@ class Budget:
             rounds=max((r.round for r in self.records), default=0),
             drafts=sum(1 for r in self.records if r.role == "draft"),
             sequential_tokens=self.sequential_tokens,
-            total_tokens=self.total_tokens,
+            all_tokens=self.all_tokens,
         )
 
 
@@ -167,5 +167,5 @@ def combine_parallel(usages: list[Usage]) -> Usage:
         rounds=max((u.rounds for u in usages), default=0),
         drafts=sum(u.drafts for u in usages),
         sequential_tokens=max((u.sequential_tokens for u in usages), default=0),
-        total_tokens=sum(u.total_tokens for u in usages),
+        all_tokens=sum(u.all_tokens for u in usages),
     )

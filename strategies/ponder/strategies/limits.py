@@ -2,7 +2,7 @@
 
 The gateway checks the request-level caps (``n``, ``max_tokens``) before any
 engine call; strategies check their own sizes (drafts, rounds, planned
-samples) against the same object; the budget enforces ``max_total_tokens``
+samples) against the same object; the budget enforces ``max_all_tokens``
 while the request runs. Transport caps (body size, requests in flight) sit
 here too, so an operator reads one list.
 """
@@ -28,7 +28,7 @@ class Limits:
     max_tokens_per_call: int = 4096
     max_drafts_per_round: int = 16
     max_rounds: int = 8
-    max_total_tokens: int = 200_000
+    max_all_tokens: int = 200_000
     max_body_bytes: int = 8 * 1024 * 1024
     max_in_flight: int = 256
 
@@ -47,12 +47,12 @@ class Limits:
             )
 
     def check_calls(self, samples: int, max_tokens: int) -> None:
-        """Refuse a plan whose output alone could pass ``max_total_tokens``."""
-        if samples * max_tokens > self.max_total_tokens:
+        """Refuse a plan whose output alone could pass ``max_all_tokens``."""
+        if samples * max_tokens > self.max_all_tokens:
             raise OverCap(
                 f"{samples} samples of up to {max_tokens} tokens could spend "
-                f"{samples * max_tokens} tokens, over the server's cap (max_total_tokens) of "
-                f"{self.max_total_tokens}; lower max_tokens or the strategy's sizes",
+                f"{samples * max_tokens} tokens, over the server's cap (max_all_tokens) of "
+                f"{self.max_all_tokens}; lower max_tokens or the strategy's sizes",
                 param="ponder",
             )
 

@@ -179,6 +179,7 @@ class PDR(Strategy[PDRParams]):
                 ctx, drafts, schedule[round_], round_, degree
             )
             rounds.append(distilled)
+            await _show(ctx, workspaces, round_)
         answer = drafts[0]
         return StrategyResult(
             answers=[Answer.from_choice(answer, self.params.answer_format)],
@@ -265,6 +266,14 @@ class PDR(Strategy[PDRParams]):
             return agreement_ranking([stated(text, params.answer_format) for text in texts])
         scorer = make_scorer(params.scorer, params)
         return score_ranking(await scorer.score(ctx, drafts, round=round_))
+
+
+async def _show(ctx: StrategyContext, workspaces: list[Read], round_: int) -> None:
+    """Each distinct workspace of the next round, as the work shown (summary level)."""
+    distinct = list(dict.fromkeys(workspace.text for workspace, _ in workspaces))
+    for number, text in enumerate(distinct, 1):
+        which = f" {number} of {len(distinct)}" if len(distinct) > 1 else ""
+        await ctx.reasoning.section(f"workspace{which} after round {round_}", text, level="summary")
 
 
 def _info(workspace: Workspace, cuts: tuple[Cut | None, ...]) -> WorkspaceInfo:

@@ -18,7 +18,6 @@ from typing import Any
 from ponder.strategies.base import (
     Answer,
     DeltaSink,
-    ProgressSink,
     Strategy,
     StrategyContext,
     StrategyResult,
@@ -35,6 +34,7 @@ from ponder.strategies.engine import (
     Sampling,
 )
 from ponder.strategies.limits import Limits
+from ponder.strategies.reasoning import Reasoning, ReasoningLevel, ReasoningSink
 
 
 @dataclass
@@ -59,14 +59,14 @@ class Run:
 
 
 def plan_jobs(
-    strategy: Strategy[Any], prompts: Sequence[Prompt], n: int, *, max_total_tokens: int | None
+    strategy: Strategy[Any], prompts: Sequence[Prompt], n: int, *, max_all_tokens: int | None
 ) -> list[Job]:
     """The runs that give ``n`` answers to each prompt (answers numbered prompt by prompt)."""
     jobs: list[Job] = []
     for p, prompt in enumerate(prompts):
         runs = [(n, 0)] if strategy.answers_n else [(1, i) for i in range(n)]
         for answers, start in runs:
-            budget = Budget(max_total_tokens=max_total_tokens)
+            budget = Budget(max_all_tokens=max_all_tokens)
             jobs.append(Job(prompt, answers, p * n + start, budget))
     return jobs
 
@@ -81,22 +81,20 @@ async def run_jobs(
     resources: Resources | None = None,
     reward: RewardModel | None = None,
     shape: AnswerShape | None = None,
+    reasoning: ReasoningLevel = "none",
     on_delta: DeltaSink | None = None,
-    on_progress: ProgressSink | None = None,
+    on_reasoning: ReasoningSink | None = None,
 ) -> Run:
-    """Every job side by side; ``on_delta`` gets answer text by the request's choice index."""
+    """Every job side by side; ``on_delta`` gets answer text and ``on_reasoning`` the work
+    shown at ``reasoning``'s level, both by the request's choice index. Each answer carries
+    the work shown for it (``Answer.reasoning``)."""
     limits = limits or Limits()
     resources = resources or Resources()
     shape = shape or AnswerShape()
 
     async def run_one(job: Job) -> StrategyResult:
-        sink: DeltaSink | None = None
-        if on_delta is not None:
-            delta = on_delta
-
-            async def sink(index: int, text: str) -> None:
-                await delta(job.offset + index, text)
-
+        sink = _numbered(on_delta, job.offset)
+        shown = Reasoning(reasoning, _numbered(on_reasoning, job.offset))
         reshape = shape.structured and not strategy.shapes_answer
         # echo: the answer starts with the prompt (a strategy's calls must not echo it).
         echo = job.prompt if shape.echo and isinstance(job.prompt, str) else ""
@@ -113,9 +111,10 @@ async def run_jobs(
             seed=sampling.seed or 0,
             resources=resources,
             reward=reward,
-            # An answer that must take a form is streamed by the call that gives it that form.
-            on_delta=None if reshape else sink,
-            on_progress=on_progress,
+            # An answer that must take a form is streamed by the call that gives it that
+            # form; the strategy's own answer is then the work behind it.
+            on_delta=_worked_answer(shown) if reshape else sink,
+            reasoning=shown,
             shape=shape if strategy.shapes_answer else replace(shape, echo=False),
         )
         result = await strategy.run(ctx)
@@ -123,10 +122,13 @@ async def run_jobs(
             result = replace(
                 result, answers=[replace(a, text=echo + a.text) for a in result.answers]
             )
-        if not reshape:
-            return result
-        ctx.on_delta = sink
-        return await in_shape(ctx, strategy, result)
+        if reshape:
+            ctx.on_delta = sink
+            result = await in_shape(ctx, strategy, result)
+        return replace(
+            result,
+            answers=[replace(a, reasoning=shown.text(i)) for i, a in enumerate(result.answers)],
+        )
 
     results = await asyncio.gather(*(run_one(job) for job in jobs))
     return Run(
@@ -148,8 +150,9 @@ async def run_strategy(
     resources: Resources | None = None,
     reward: RewardModel | None = None,
     shape: AnswerShape | None = None,
+    reasoning: ReasoningLevel = "none",
     on_delta: DeltaSink | None = None,
-    on_progress: ProgressSink | None = None,
+    on_reasoning: ReasoningSink | None = None,
 ) -> Run:
     """``n`` answers to each of ``prompts`` by ``strategy`` (its limits checked first)."""
     limits = limits or Limits()
@@ -157,7 +160,7 @@ async def run_strategy(
     limits.check_n(n * len(prompts))
     limits.check_max_tokens(per_call)
     strategy.check_limits(limits, per_call)
-    jobs = plan_jobs(strategy, prompts, n, max_total_tokens=limits.max_total_tokens)
+    jobs = plan_jobs(strategy, prompts, n, max_all_tokens=limits.max_all_tokens)
     return await run_jobs(
         strategy,
         jobs,
@@ -167,8 +170,9 @@ async def run_strategy(
         resources=resources,
         reward=reward,
         shape=shape,
+        reasoning=reasoning,
         on_delta=on_delta,
-        on_progress=on_progress,
+        on_reasoning=on_reasoning,
     )
 
 
@@ -185,11 +189,12 @@ def format_prompt(ctx: StrategyContext, worked: str) -> list[Message]:
 async def in_shape(
     ctx: StrategyContext, strategy: Strategy[Any], result: StrategyResult
 ) -> StrategyResult:
-    """Each answer written again by one call with the request's whole AnswerShape; the
-    strategy's text becomes the answer's reasoning."""
+    """Each answer written again by one call with the request's whole AnswerShape (the
+    strategy's text is shown as the work behind it)."""
     last_round = max((r.round for r in ctx.budget.records), default=0) + 1
     shaped = []
     for index, answer in enumerate(result.answers):
+        await ctx.reasoning.worked_answer(answer.text, index=index)
         choice = await ctx.final(
             format_prompt(ctx, answer.text),
             role="format",
@@ -205,8 +210,31 @@ async def in_shape(
                 answer.answer,
                 tool_calls=choice.tool_calls,
                 logprobs=choice.logprobs,
-                reasoning=answer.text,
                 tokens=choice.completion_tokens,
             )
         )
     return StrategyResult(answers=shaped, details=result.details)
+
+
+def _numbered(sink: DeltaSink | None, offset: int) -> DeltaSink | None:
+    """``sink`` for a run whose answers are the request's from ``offset`` on."""
+    if sink is None:
+        return None
+    send = sink
+
+    async def numbered(index: int, text: str) -> None:
+        await send(offset + index, text)
+
+    return numbered
+
+
+def _worked_answer(shown: Reasoning) -> DeltaSink | None:
+    """Where a strategy streams an answer that a last call then puts in the request's form:
+    into the work shown (None when nothing is shown: the answer is not streamed)."""
+    if not shown.shows("summary"):
+        return None
+
+    async def into_reasoning(index: int, text: str) -> None:
+        await shown.stream(text, index=index)
+
+    return into_reasoning

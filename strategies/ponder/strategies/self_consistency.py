@@ -77,6 +77,8 @@ class SelfConsistency(Strategy[SelfConsistencyParams]):
             for record, weight in zip(samples, weights, strict=True):
                 record.meta["weight"] = round(weight, 6)
         result = vote(answers, weights)
+        tally = ", ".join(f"{answer} x{count}" for answer, count in result.counts.items())
+        await ctx.progress(f"votes: {tally or 'no answer found'}; chosen: {result.winner}")
         chosen = generation.choices[result.winner_index or 0]
         return StrategyResult(
             answers=[

@@ -24,8 +24,8 @@ from ponder.clients import (
     NotFoundError,
     PlanAndSolve,
     Ponder,
-    Progress,
     RateLimitError,
+    ReasoningChunk,
     SelfConsistency,
     ServiceUnavailableError,
     StreamError,
@@ -100,7 +100,7 @@ def completion(text: str = "hi") -> dict[str, Any]:
                 "rounds": 1,
                 "drafts": 0,
                 "sequential_tokens": 4,
-                "total_tokens": 4,
+                "all_tokens": 4,
             },
         },
         "ponder": {"strategy": "direct", "params": {}, "answers": ["7"]},
@@ -221,21 +221,23 @@ def sse_body(*lines: str) -> bytes:
 
 
 STREAM = sse_body(
-    ": round 1 of 2: 3 drafts",
+    ": keep-alive",
+    'data: {"choices": [{"index": 0, "delta": {"role": "assistant", '
+    '"reasoning_content": "round 1 of 2: 3 drafts\\n\\n"}}]}',
     'data: {"choices": [{"index": 0, "delta": {"role": "assistant", "content": "Hel"}}]}',
     'data: {"choices": [{"index": 0, "delta": {"content": "lo"}, "finish_reason": "stop"}]}',
     'data: {"choices": [], "usage": {"prompt_tokens": 2, "completion_tokens": 2, '
     '"total_tokens": 4, "ponder": {"calls": 2, "rounds": 2, "drafts": 4, '
-    '"sequential_tokens": 9, "total_tokens": 12}}, "ponder": {"strategy": "pdr"}}',
+    '"sequential_tokens": 9, "all_tokens": 12}}, "ponder": {"strategy": "pdr"}}',
     "data: [DONE]",
 )
 
 
-def test_a_stream_gives_progress_text_and_the_end() -> None:
+def test_a_stream_gives_reasoning_text_and_the_end() -> None:
     recorder = Recorder(httpx.Response(200, content=STREAM))
     events = list(client_for(recorder, []).chat_stream("x", strategy=PDR(schedule=[3, 1])))
     assert json.loads(recorder.requests[0].content)["stream_options"] == {"include_usage": True}
-    assert events[0] == Progress(note="round 1 of 2: 3 drafts")
+    assert events[0] == ReasoningChunk(index=0, text="round 1 of 2: 3 drafts\n\n")
     assert [e.text for e in events if isinstance(e, TextChunk)] == ["Hel", "lo"]
     end = events[-1]
     assert isinstance(end, Finished)

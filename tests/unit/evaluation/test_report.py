@@ -29,7 +29,7 @@ def record(config: Configuration, item: int, correct: bool, **more: Any) -> dict
         "score": 1.0 if correct else 0.0,
         "latency_s": float(item + 1),
         "sequential_tokens": 100 * (item + 1),
-        "total_tokens": 300 * (item + 1),
+        "all_tokens": 300 * (item + 1),
         "calls": 3,
         **more,
     }
@@ -61,7 +61,7 @@ def test_summaries_count_errors_as_wrong_and_leave_their_tokens_out() -> None:
     assert (summary_b.items, summary_b.correct, summary_b.errors) == (2, 1, 1)
     assert summary_b.accuracy == 0.5
     assert summary_b.latency_mean_s == 5.0  # the failed item's wait counts
-    assert summary_b.total_tokens_mean == 300  # its unknown tokens do not
+    assert summary_b.all_tokens_mean == 300  # its unknown tokens do not
     assert summarise([Configuration("c", "cot")], records) == []
 
 

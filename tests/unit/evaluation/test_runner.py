@@ -50,7 +50,7 @@ class FakeServer:
                     "prompt_tokens": 10,
                     "completion_tokens": 5,
                     "total_tokens": 15,
-                    "ponder": {"calls": 3, "sequential_tokens": 40, "total_tokens": 90},
+                    "ponder": {"calls": 3, "sequential_tokens": 40, "all_tokens": 90},
                 },
                 "ponder": {"strategy": "pdr", "answers": [None]},
             },
@@ -77,7 +77,7 @@ async def test_items_are_recorded_graded_and_resumed(tmp_path: Path) -> None:
     assert records[2]["correct"]
     assert not records[3]["correct"]  # the fake says 7 for 3 + 3
     assert records[2]["sequential_tokens"] == 40
-    assert records[2]["total_tokens"] == 90
+    assert records[2]["all_tokens"] == 90
     assert records[2]["calls"] == 3
     assert set(load_finished(tmp_path / ITEMS_FILE)) == {(PDR.key, i) for i in (0, 2, 3)}
 

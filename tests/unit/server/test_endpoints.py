@@ -17,7 +17,7 @@ USAGE = Usage(
     prompt_tokens=3,
     completion_tokens=4,
     total_tokens=7,
-    ponder=PonderUsage(calls=1, rounds=0, drafts=0, sequential_tokens=7, total_tokens=7),
+    ponder=PonderUsage(calls=1, rounds=0, drafts=0, sequential_tokens=7, all_tokens=7),
 )
 INFO = PonderInfo(strategy="direct", params={})
 

@@ -55,7 +55,7 @@ async def test_direct_answers_with_usage_summed_over_calls(
         "rounds": 1,
         "drafts": 0,
         "sequential_tokens": prompt + max(completions),
-        "total_tokens": 3 * prompt + sum(completions),
+        "all_tokens": 3 * prompt + sum(completions),
     }
     assert data["ponder"]["strategy"] == "direct"
 
@@ -64,8 +64,8 @@ async def test_single_direct_call_has_equal_sequential_and_total(
     client: httpx.AsyncClient,
 ) -> None:
     usage = (await client.post(CHAT, json=chat_body())).json()["usage"]
-    assert usage["ponder"]["sequential_tokens"] == usage["ponder"]["total_tokens"]
-    assert usage["ponder"]["total_tokens"] == usage["total_tokens"]
+    assert usage["ponder"]["sequential_tokens"] == usage["ponder"]["all_tokens"]
+    assert usage["ponder"]["all_tokens"] == usage["total_tokens"]
 
 
 async def test_trace_lists_every_call(client: httpx.AsyncClient) -> None:
@@ -76,7 +76,7 @@ async def test_trace_lists_every_call(client: httpx.AsyncClient) -> None:
         ("answer", 1, 1),
     ]
     total = sum(t["prompt_tokens"] + t["completion_tokens"] for t in trace)
-    assert total == data["usage"]["ponder"]["total_tokens"]
+    assert total == data["usage"]["ponder"]["all_tokens"]
 
 
 async def test_model_prefix_and_extra_body_select_the_strategy(
@@ -369,7 +369,13 @@ async def test_a_body_over_the_limit_is_413_and_reaches_no_engine(
     assert engine.calls == []
 
 
-async def test_a_multi_round_strategy_streams_progress_then_its_last_round(
+def streamed_reasoning(events: list[dict[str, Any]]) -> str:
+    return "".join(
+        c["delta"].get("reasoning_content", "") for e in events for c in e.get("choices", [])
+    )
+
+
+async def test_a_multi_round_strategy_streams_its_work_then_its_last_round(
     client: httpx.AsyncClient,
 ) -> None:
     response = await client.post(
@@ -381,15 +387,84 @@ async def test_a_multi_round_strategy_streams_progress_then_its_last_round(
         ),
     )
     assert response.status_code == 200
-    events, comments = sse_events(response.text)
-    assert any(c.startswith("round 1 of 2") for c in comments)
-    assert any(c.startswith("round 2 of 2") for c in comments)
-    text = "".join(c["delta"].get("content", "") for e in events for c in e.get("choices", []))
-    usage_event = events[-1]
-    trace = usage_event["ponder"]["trace"]
+    events, _ = sse_events(response.text)
+    reasoning = streamed_reasoning(events)
+    trace = events[-1]["ponder"]["trace"]
+    distilled = next(t["output"] for t in trace if t["role"] == "distill")
+    assert reasoning.startswith("round 1 of 2: 3 drafts\n\n")
+    assert f"[workspace after round 1]\n{distilled.strip()}" in reasoning
+    assert reasoning.rstrip().endswith("round 2 of 2: 1 drafts")
+    deltas = [c["delta"] for e in events for c in e.get("choices", [])]
+    first_content = next(i for i, d in enumerate(deltas) if d.get("content"))
+    assert not any("reasoning_content" in d for d in deltas[first_content:])
+    assert deltas[0]["role"] == "assistant"
+    assert sum(1 for d in deltas if "role" in d) == 1
+    text = "".join(d.get("content", "") for d in deltas)
     assert text == trace[-1]["output"]  # the last round's draft, as streamed
     assert [t["role"] for t in trace] == ["draft"] * 3 + ["distill", "draft"]
-    assert usage_event["usage"]["ponder"]["drafts"] == 4
+    assert events[-1]["usage"]["ponder"]["drafts"] == 4
+
+
+async def test_reasoning_levels_show_none_the_summary_or_every_draft(
+    client: httpx.AsyncClient,
+) -> None:
+    async def ask(level: str | None, stream: bool = False) -> tuple[str | None, list[Any]]:
+        ponder: dict[str, Any] = {"strategy": "pdr", "schedule": [2, 1], "trace": True}
+        if level is not None:
+            ponder["reasoning"] = level
+        body = chat_body(stream=stream, stream_options={"include_usage": True}, ponder=ponder)
+        if not stream:
+            body.pop("stream_options")
+        response = await client.post(CHAT, json=body)
+        assert response.status_code == 200
+        if stream:
+            events, _ = sse_events(response.text)
+            return streamed_reasoning(events) or None, events[-1]["ponder"]["trace"]
+        data = response.json()
+        return data["choices"][0]["message"].get("reasoning_content"), data["ponder"]["trace"]
+
+    summary, trace = await ask(None)
+    assert summary is not None
+    assert summary.startswith("round 1 of 2: 2 drafts")
+    assert "[workspace after round 1]" in summary
+    assert "[draft" not in summary
+    assert (await ask("summary"))[0] == summary
+    assert (await ask("none"))[0] is None
+    assert (await ask("none", stream=True))[0] is None
+    full, trace = await ask("full")
+    assert full is not None
+    for call in trace[:-1]:  # every call but the answer's
+        assert call["output"].strip() in full
+    assert "[draft 1, round 1]" in full
+    assert "[distill, round 1]" in full
+    assert trace[-1]["output"].strip() not in full
+    streamed, _ = await ask("full", stream=True)
+    assert streamed is not None
+    assert streamed.strip() == full
+
+
+async def test_a_text_completion_streams_its_work_as_comments(
+    client: httpx.AsyncClient,
+) -> None:
+    body = {
+        "model": "tiny",
+        "prompt": "2+2=",
+        "stream": True,
+        "ponder": {"strategy": "pdr", "schedule": [2, 1]},
+    }
+    events, comments = sse_events((await client.post("/v1/completions", json=body)).text)
+    assert "round 1 of 2: 2 drafts" in comments
+    assert "[workspace after round 1]" in comments
+    assert all("reasoning_content" not in json.dumps(e) for e in events)
+
+
+async def test_an_unknown_reasoning_level_is_a_400(
+    client: httpx.AsyncClient, engine: ScriptedEngine
+) -> None:
+    response = await client.post(CHAT, json=chat_body(ponder={"reasoning": "all"}))
+    assert_envelope(response, 400)
+    assert "reasoning" in response.json()["error"]["param"]
+    assert engine.calls == []
 
 
 async def test_n_runs_a_strategy_that_answers_once_n_times(
@@ -403,7 +478,7 @@ async def test_n_runs_a_strategy_that_answers_once_n_times(
     usage = data["usage"]["ponder"]
     assert usage["calls"] == 4
     assert usage["rounds"] == 2
-    assert usage["sequential_tokens"] < usage["total_tokens"]  # the runs overlap
+    assert usage["sequential_tokens"] < usage["all_tokens"]  # the runs overlap
 
 
 async def test_strategy_caps_are_400s_that_name_the_cap(client: httpx.AsyncClient) -> None:

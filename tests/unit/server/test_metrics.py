@@ -32,7 +32,7 @@ FAMILIES = {
     "ponder_eval_accuracy_ci_high": "gauge",
     "ponder_eval_mean_latency_seconds": "gauge",
     "ponder_eval_mean_sequential_tokens": "gauge",
-    "ponder_eval_mean_total_tokens": "gauge",
+    "ponder_eval_mean_all_tokens": "gauge",
     "ponder_eval_items": "gauge",
 }
 
@@ -48,7 +48,7 @@ def report(**overrides: Any) -> dict[str, Any]:
         "accuracy": 0.25,
         "mean_latency_seconds": 3.5,
         "mean_sequential_tokens": 800,
-        "mean_total_tokens": 2400,
+        "mean_all_tokens": 2400,
         "items": 100,
     }
     return {
@@ -88,7 +88,7 @@ async def test_every_family_has_samples_after_a_few_requests(
         if s.name == "ponder_tokens_total"
     }
     # Only the computed PDR answer counts: the hit cost no engine tokens.
-    assert tokens[("pdr", "total")] > tokens[("pdr", "sequential")] > 0
+    assert tokens[("pdr", "all")] > tokens[("pdr", "sequential")] > 0
     hits = {
         s.labels["level"]: s.value
         for s in families["ponder_cache_hits"].samples

@@ -15,7 +15,7 @@ def test_one_call_counts_prompt_plus_completion_both_ways() -> None:
     budget = Budget()
     budget.record(gen(10, 5), role="answer", round=1, prompt="p")
     usage = budget.usage()
-    assert usage.total_tokens == usage.sequential_tokens == 15
+    assert usage.all_tokens == usage.sequential_tokens == 15
     assert (usage.prompt_tokens, usage.completion_tokens, usage.calls) == (10, 5, 1)
 
 
@@ -23,7 +23,7 @@ def test_batched_samples_are_parallel_and_prefill_is_billed_once() -> None:
     budget = Budget()
     budget.record(gen(10, 3, 7, 5), role="draft", round=1, prompt="p")
     usage = budget.usage()
-    assert usage.total_tokens == 3 * 10 + 3 + 7 + 5  # every sample reads its prompt
+    assert usage.all_tokens == 3 * 10 + 3 + 7 + 5  # every sample reads its prompt
     assert usage.sequential_tokens == 10 + 7  # the longest sample
     assert usage.prompt_tokens == 10  # one prefill
     assert usage.drafts == 3
@@ -46,14 +46,14 @@ def test_sequential_steps_add_up_and_parallel_block_shares_a_step() -> None:
     budget.record(gen(5, 1), role="extract", round=2, prompt="r")  # step 3: 6
     usage = budget.usage()
     assert usage.sequential_tokens == 18 + 29 + 6
-    assert usage.total_tokens == 14 + 18 + 22 + 29 + 6
+    assert usage.all_tokens == 14 + 18 + 22 + 29 + 6
     assert usage.rounds == 2
     assert [r.index for r in budget.records if r.role == "refine"] == [0, 1]
     assert [r.step for r in budget.records] == [1, 1, 2, 2, 3]
 
 
 def test_remaining_tokens_under_the_cap() -> None:
-    budget = Budget(max_total_tokens=100)
+    budget = Budget(max_all_tokens=100)
     budget.record(gen(10, 30), role="answer", round=1, prompt="p")
     assert budget.remaining() == 60
     assert Budget().remaining() is None

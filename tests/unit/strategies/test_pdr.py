@@ -46,7 +46,7 @@ async def test_pdr_421_with_global_summary() -> None:
     ]
     usage = ctx.budget.usage()
     assert (usage.calls, usage.rounds, usage.drafts) == (5, 3, 7)
-    assert usage.total_tokens == sum(r.prompt_tokens + r.completion_tokens for r in records)
+    assert usage.all_tokens == sum(r.prompt_tokens + r.completion_tokens for r in records)
     by_step: dict[int, int] = {}
     for r in records:
         by_step[r.step] = max(by_step.get(r.step, 0), r.tokens)
@@ -208,6 +208,6 @@ def test_caps_name_themselves() -> None:
         PDR(PDRParams(schedule=[32, 1])).check_limits(Limits(), 64)
     with pytest.raises(ValueError, match="max_rounds"):
         PDR(PDRParams(schedule=[1] * 9)).check_limits(Limits(), 64)
-    with pytest.raises(ValueError, match="max_total_tokens"):
-        PDR(PDRParams(schedule=[8, 4, 1])).check_limits(Limits(max_total_tokens=5000), 512)
+    with pytest.raises(ValueError, match="max_all_tokens"):
+        PDR(PDRParams(schedule=[8, 4, 1])).check_limits(Limits(max_all_tokens=5000), 512)
     assert PDR(PDRParams(schedule=[8, 4, 1])).planned_samples() == 13 + 2

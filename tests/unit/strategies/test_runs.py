@@ -21,7 +21,7 @@ async def test_n_answers_by_independent_runs_add_up_as_parallel_work() -> None:
     assert [a.answer for a in run.answers] == ["4", "4", "4"]
     assert len(engine.calls) == 3  # one rationale each, no extraction needed
     one_run = run.records[0].tokens
-    assert run.usage.total_tokens == 3 * one_run
+    assert run.usage.all_tokens == 3 * one_run
     assert run.usage.sequential_tokens == one_run  # side by side: the longest run's path
 
 

@@ -63,8 +63,8 @@ def test_self_consistency_temperature_above_two_is_refused() -> None:
 def test_self_consistency_over_the_draft_cap_names_it() -> None:
     with pytest.raises(ValueError, match="max_drafts_per_round"):
         SelfConsistency(SelfConsistencyParams(n=20)).check_limits(Limits(), 100)
-    with pytest.raises(ValueError, match="max_total_tokens"):
-        SelfConsistency(SelfConsistencyParams(n=8)).check_limits(Limits(max_total_tokens=1000), 200)
+    with pytest.raises(ValueError, match="max_all_tokens"):
+        SelfConsistency(SelfConsistencyParams(n=8)).check_limits(Limits(max_all_tokens=1000), 200)
 
 
 async def test_sr_refines_each_round_from_the_previous_solution_only() -> None:
@@ -85,7 +85,7 @@ async def test_sr_refines_each_round_from_the_previous_solution_only() -> None:
     assert QUESTION in third_prompt
     assert result.answers[0].answer == "42"
     usage = ctx.budget.usage()
-    assert usage.sequential_tokens == usage.total_tokens  # strictly sequential
+    assert usage.sequential_tokens == usage.all_tokens  # strictly sequential
 
 
 async def test_sr_with_error_analysis_puts_a_verify_call_before_each_refinement() -> None:

@@ -53,7 +53,7 @@ async def test_zero_shot_cot_without_an_answer_adds_the_extraction_call() -> Non
     usage = ctx.budget.usage()
     assert usage.calls == 2
     assert [r.role for r in ctx.budget.records] == ["draft", "extract"]
-    assert usage.sequential_tokens == usage.total_tokens  # two steps, one after the other
+    assert usage.sequential_tokens == usage.all_tokens  # two steps, one after the other
 
 
 async def test_a_statement_with_no_answer_in_it_is_extracted_in_the_format() -> None:

@@ -72,7 +72,7 @@ def plot(summaries: Sequence[Summary], path: Path, title: str) -> list[str]:
             "mean sequential tokens per problem",
             [s.sequential_tokens_mean for s in summaries],
         ),
-        (axes[2], "mean total tokens per problem (cost)", [s.total_tokens_mean for s in summaries]),
+        (axes[2], "mean total tokens per problem (cost)", [s.all_tokens_mean for s in summaries]),
     )
     for ax, xlabel, costs in panels:
         for i, summary in enumerate(summaries):

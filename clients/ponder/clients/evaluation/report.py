@@ -35,7 +35,7 @@ class Summary:
     latency_p50_s: float
     latency_p95_s: float
     sequential_tokens_mean: float
-    total_tokens_mean: float
+    all_tokens_mean: float
     calls_mean: float
 
 
@@ -159,7 +159,7 @@ def summarise(
                 latency_p50_s=float(np.percentile(latencies, 50)),
                 latency_p95_s=float(np.percentile(latencies, 95)),
                 sequential_tokens_mean=mean("sequential_tokens"),
-                total_tokens_mean=mean("total_tokens"),
+                all_tokens_mean=mean("all_tokens"),
                 calls_mean=mean("calls"),
             )
         )
@@ -196,7 +196,7 @@ def table(summaries: Sequence[Summary], title: str) -> Table:
             f"{s.accuracy:.1%} ({s.ci_low:.1%}-{s.ci_high:.1%})",
             f"{s.latency_mean_s:.2f} / {s.latency_p50_s:.2f} / {s.latency_p95_s:.2f}",
             f"{s.sequential_tokens_mean:.0f}",
-            f"{s.total_tokens_mean:.0f}",
+            f"{s.all_tokens_mean:.0f}",
             f"{s.calls_mean:.1f}",
             str(s.errors),
         )
@@ -221,7 +221,7 @@ def markdown(summaries: Sequence[Summary], against: Sequence[Paired | None] | No
         row = (
             f"| {s.config} | {s.items} | {s.accuracy:.1%} ({s.ci_low:.1%}-{s.ci_high:.1%}) "
             f"| {s.latency_mean_s:.2f} / {s.latency_p50_s:.2f} / {s.latency_p95_s:.2f} "
-            f"| {s.sequential_tokens_mean:.0f} | {s.total_tokens_mean:.0f} "
+            f"| {s.sequential_tokens_mean:.0f} | {s.all_tokens_mean:.0f} "
             f"| {s.calls_mean:.1f} | {s.errors} |"
         )
         if paired_columns:
@@ -264,7 +264,7 @@ def publish(
             "accuracy_ci_high": s.ci_high,
             "mean_latency_seconds": s.latency_mean_s,
             "mean_sequential_tokens": s.sequential_tokens_mean,
-            "mean_total_tokens": s.total_tokens_mean,
+            "mean_all_tokens": s.all_tokens_mean,
             "items": s.items,
         }
         for s in summaries

@@ -52,6 +52,8 @@ def latest_records(path: Path) -> dict[tuple[str, int], dict[str, Any]]:
             record = json.loads(line)
         except json.JSONDecodeError:
             continue
+        if "total_tokens" in record:  # written before B_total was named all_tokens
+            record["all_tokens"] = record.pop("total_tokens")
         key = (record["config_key"], record["item"])
         if record.get("error") and key in latest and not latest[key].get("error"):
             continue
@@ -146,7 +148,7 @@ class Runner:
             prompt_tokens=usage.prompt_tokens,
             completion_tokens=usage.completion_tokens,
             sequential_tokens=usage.sequential_tokens,
-            total_tokens=usage.all_tokens,
+            all_tokens=usage.all_tokens,
             calls=usage.ponder.calls,
         )
         if options.trace and result.ponder.trace is not None:
