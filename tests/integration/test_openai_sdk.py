@@ -15,6 +15,7 @@ import openai
 import pytest
 from openai.types.chat import ChatCompletionMessageParam
 
+from ponder.server.engines.managed import ManagedEngine
 from tests.integration.conftest import MODEL, Served
 
 LONG: list[ChatCompletionMessageParam] = [
@@ -140,6 +141,29 @@ def test_unknown_openai_fields_are_forwarded_not_refused(client: openai.OpenAI) 
     assert completion.choices
 
 
+def test_pdr_streams_its_work_as_reasoning_content(client: openai.OpenAI) -> None:
+    stream = client.chat.completions.create(
+        model=MODEL,
+        messages=QUESTION,
+        max_tokens=24,
+        stream=True,
+        extra_body={"ponder": {"strategy": "pdr", "schedule": [2, 1], "reasoning": "full"}},
+    )
+    reasoning, content = "", ""
+    for chunk in stream:
+        for choice in chunk.choices:
+            extra = choice.delta.model_extra or {}
+            if extra.get("reasoning_content"):
+                assert not content  # the work comes before the answer
+                reasoning += extra["reasoning_content"]
+            content += choice.delta.content or ""
+    assert reasoning.startswith("round 1 of 2: 2 drafts")
+    assert "[draft 1, round 1]" in reasoning
+    assert "[distill, round 1]" in reasoning
+    assert "[workspace after round 1]" in reasoning
+    assert content
+
+
 def test_text_completions(client: openai.OpenAI) -> None:
     completion = client.completions.create(
         model=MODEL, prompt="The capital of France is", max_tokens=5
@@ -147,6 +171,46 @@ def test_text_completions(client: openai.OpenAI) -> None:
     assert completion.object == "text_completion"
     assert completion.usage is not None
     assert completion.usage.completion_tokens <= 5
+
+
+def engine_tokens(served: Served, text: str) -> list[int]:
+    """``text`` in the engine's own tokenizer, asked of the engine itself."""
+    body: dict[str, object] = {"content": text, "add_special": False}
+    if served.kind == "vllm":
+        body = {"model": MODEL, "prompt": text, "add_special_tokens": False}
+    response = httpx.post(served.engine.url + "/tokenize", json=body, timeout=30)
+    response.raise_for_status()
+    return [int(t) for t in response.json()["tokens"]]
+
+
+def test_token_id_prompts(client: openai.OpenAI, served: Served) -> None:
+    texts = ["The capital of France is", "Two plus two is"]
+    ids = [engine_tokens(served, text) for text in texts]
+    completion = client.completions.create(
+        model=MODEL,
+        prompt=ids,
+        max_tokens=4,
+        echo=True,
+        extra_body={"ponder": {"strategy": "cot", "trace": True}},
+    )
+    assert len(completion.choices) == 2
+    for choice, text in zip(completion.choices, texts, strict=True):
+        assert choice.text.startswith(text)  # echo: the prompt as the engine reads the ids
+    single = client.completions.create(model=MODEL, prompt=ids[0], max_tokens=4)
+    assert single.usage is not None
+    assert single.usage.prompt_tokens >= len(ids[0])
+
+
+def test_a_token_id_past_the_vocabulary_is_a_400(llamacpp_gateway: ManagedEngine) -> None:
+    # llama.cpp states its vocabulary (and answers an id past it with a 500); vLLM's
+    # /detokenize states none and skips such ids, so there it is not checked.
+    client = openai.OpenAI(base_url=llamacpp_gateway.url + "/v1", api_key="-", max_retries=0)
+    with pytest.raises(openai.BadRequestError) as error:
+        client.completions.create(model=MODEL, prompt=[1, 10**9], max_tokens=4)
+    assert error.value.body["param"] == "prompt"  # type: ignore[index]
+    assert error.value.body["code"] == "invalid_prompt"  # type: ignore[index]
+    after = client.completions.create(model=MODEL, prompt=[1, 2], max_tokens=2)
+    assert after.choices  # the engine still serves
 
 
 @pytest.mark.parametrize(

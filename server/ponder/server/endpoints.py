@@ -196,7 +196,10 @@ class TextEndpoint(Endpoint):
     chunk_object: ClassVar[str] = "text_completion"
 
     def prompts(self, body: CompletionRequest) -> list[Prompt]:
-        return [body.prompt] if isinstance(body.prompt, str) else list(body.prompt)
+        prompts = body.prompt_list()
+        # Token ids were made text before planning (PlanBuilder.with_text_prompts).
+        assert all(isinstance(p, str) for p in prompts)
+        return [str(p) for p in prompts]
 
     def max_tokens(self, body: CompletionRequest) -> int | None:
         return body.max_tokens

@@ -18,11 +18,11 @@ from ponder.server.cache.keys import prompt_form
 from ponder.server.endpoints import CompletionBody, Endpoint, endpoint_for
 from ponder.server.engines.provider import EngineProvider
 from ponder.server.errors import InvalidRequest, ModelNotFound, NoEngineReady
-from ponder.server.protocol import PonderOptions
+from ponder.server.protocol import CompletionRequest, PonderOptions
 from ponder.server.selection import Selection, select
 from ponder.server.settings import Settings
 from ponder.strategies.base import Strategy
-from ponder.strategies.engine import AnswerShape, Prompt, Sampling
+from ponder.strategies.engine import AnswerShape, EngineRejected, Prompt, Sampling
 from ponder.strategies.limits import Limits, OverCap
 from ponder.strategies.reasoning import ReasoningLevel
 from ponder.strategies.registry import Registry
@@ -99,18 +99,41 @@ class PlanBuilder:
         self.caching = caching
         self.reward_model = reward_model
 
-    def build(self, body: CompletionBody) -> Plan:
-        endpoint = endpoint_for(body)
-        prompts = endpoint.prompts(body)
-        options = body.ponder or PonderOptions()
-        selection = select(
+    def _select(self, body: CompletionBody) -> Selection:
+        return select(
             model=body.model,
-            options=options,
+            options=body.ponder or PonderOptions(),
             reasoning_effort=body.reasoning_effort,
             registry=self.registry,
             default_strategy=self.settings.default_strategy,
             presets=self.settings.presets,
         )
+
+    async def with_text_prompts(self, body: CompletionBody) -> CompletionBody:
+        """``body`` with every prompt of token ids as the text the model's engine reads in
+        them: strategies reason over text, and every call re-tokenizes it the same way."""
+        if not isinstance(body, CompletionRequest) or not body.has_token_ids:
+            return body
+        selection = self._select(body)
+        self._check_model(selection.model, body.model)
+        engine = self.engines.session(selection.model)
+        try:
+            texts = [
+                p if isinstance(p, str) else await engine.detokenize(p) for p in body.prompt_list()
+            ]
+        except EngineRejected as error:
+            raise InvalidRequest(
+                f"the model's tokenizer does not read these token ids: {error}",
+                param="prompt",
+                code="invalid_prompt",
+            ) from None
+        return body.model_copy(update={"prompt": texts})
+
+    def build(self, body: CompletionBody) -> Plan:
+        endpoint = endpoint_for(body)
+        prompts = endpoint.prompts(body)
+        options = body.ponder or PonderOptions()
+        selection = self._select(body)
         strategy = self.registry.build(selection.strategy, selection.params)
         sampling = self._sampling(body, endpoint.max_tokens(body))
         shape = answer_shape(

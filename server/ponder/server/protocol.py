@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -121,16 +121,38 @@ class ChatCompletionRequest(_SamplingFields):
     reasoning_effort: str | None = None
 
 
+#: A prompt of token ids in the model's own tokenizer (OpenAI's array of integers).
+TokenIds = list[Annotated[int, Field(ge=0)]]
+
+
 class CompletionRequest(_SamplingFields):
-    prompt: str | list[str]
+    #: A string, strings, token ids, or lists of token ids: OpenAI's four forms.
+    prompt: str | list[str] | TokenIds | list[TokenIds]
     reasoning_effort: str | None = None
 
     @field_validator("prompt")
     @classmethod
-    def _not_empty(cls, value: str | list[str]) -> str | list[str]:
+    def _not_empty(
+        cls, value: str | list[str] | TokenIds | list[TokenIds]
+    ) -> str | list[str] | TokenIds | list[TokenIds]:
         if isinstance(value, list) and not value:
             raise ValueError("prompt must not be an empty list")
+        if isinstance(value, list) and any(isinstance(p, list) and not p for p in value):
+            raise ValueError("a prompt of token ids must not be empty")
         return value
+
+    def prompt_list(self) -> list[str | list[int]]:
+        """The prompts, each a string or token ids."""
+        prompt: Any = self.prompt
+        if isinstance(prompt, str):
+            return [prompt]
+        if all(isinstance(p, int) for p in prompt):
+            return [list(prompt)]  # one prompt of token ids
+        return [p if isinstance(p, str) else list(p) for p in prompt]
+
+    @property
+    def has_token_ids(self) -> bool:
+        return any(not isinstance(p, str) for p in self.prompt_list())
 
 
 class PonderUsage(BaseModel):

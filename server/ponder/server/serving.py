@@ -75,7 +75,7 @@ class CompletionServing:
         """Plan the request and serve it, from the cache when it can; failures are OpenAI errors."""
         started = time.perf_counter()
         try:
-            plan = self.plans.build(body)
+            plan = self.plans.build(await self.plans.with_text_prompts(body))
         except Exception as exc:
             error = to_ponder_error(exc)
             # Labels take no user strings: a refused request's model or

@@ -247,6 +247,10 @@ class Engine(Protocol):
         """Tokens of ``text`` in the engine's own tokenizer."""
         ...
 
+    async def detokenize(self, tokens: Sequence[int]) -> str:
+        """The text of token ids in the engine's own tokenizer (a token-id prompt)."""
+        ...
+
 
 @runtime_checkable
 class RewardModel(Protocol):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -112,6 +112,10 @@ class ScriptedEngine:
 
     async def count_tokens(self, text: str) -> int:
         return count_words(text)
+
+    async def detokenize(self, tokens: Sequence[int]) -> str:
+        """Word ``w<id>`` per token id: the scripted tokenizer counts words."""
+        return " ".join(f"w{token}" for token in tokens)
 
     async def _wait(self) -> None:
         if self.fail_with:

@@ -230,6 +230,42 @@ async def test_health_ready_and_metrics(client: httpx.AsyncClient) -> None:
     assert 'ponder_requests_total{model="tiny",status="200",strategy="direct"} 1.0' in text
 
 
+@pytest.mark.parametrize(
+    ("prompt", "texts"),
+    [
+        ([5, 7], ["w5 w7"]),
+        ([[5, 7], [9]], ["w5 w7", "w9"]),
+    ],
+)
+async def test_token_id_prompts_are_read_as_the_engines_text(
+    client: httpx.AsyncClient, engine: ScriptedEngine, prompt: Any, texts: list[str]
+) -> None:
+    response = await client.post(
+        "/v1/completions",
+        json={"model": "tiny", "prompt": prompt, "max_tokens": 5},
+    )
+    assert response.status_code == 200, response.text
+    assert [c.prompt for c in engine.calls] == texts
+    assert len(response.json()["choices"]) == len(texts)
+
+
+@pytest.mark.parametrize("prompt", [[], [[]], [-1], [1, "a"], [[1], "a"], [1.5], [[1, [2]]]])
+async def test_malformed_token_id_prompts_are_400s(
+    client: httpx.AsyncClient, engine: ScriptedEngine, prompt: Any
+) -> None:
+    response = await client.post("/v1/completions", json={"model": "tiny", "prompt": prompt})
+    assert_envelope(response, 400)
+    assert engine.calls == []
+
+
+async def test_token_ids_for_an_unknown_model_are_a_404(
+    client: httpx.AsyncClient, engine: ScriptedEngine
+) -> None:
+    response = await client.post("/v1/completions", json={"model": "gpt-7", "prompt": [1, 2]})
+    assert_envelope(response, 404)
+    assert engine.calls == []
+
+
 async def test_text_completions_with_a_list_of_prompts(
     client: httpx.AsyncClient, engine: ScriptedEngine
 ) -> None:

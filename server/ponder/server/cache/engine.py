@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from ponder.server.cache.cache import Cache
@@ -100,6 +100,9 @@ class CachingEngine:
 
     async def count_tokens(self, text: str) -> int:
         return await self._inner.count_tokens(text)
+
+    async def detokenize(self, tokens: Sequence[int]) -> str:
+        return await self._inner.detokenize(tokens)
 
     async def embed(self, texts: list[str]) -> list[list[float]] | None:
         if isinstance(self._inner, Embedder):

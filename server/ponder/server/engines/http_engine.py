@@ -7,7 +7,7 @@ import contextlib
 import json
 import logging
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import replace
 from enum import StrEnum
 from typing import Any, TypeVar
@@ -105,6 +105,8 @@ class HTTPEngine:
         # Engines that ignore ``n`` are found out on the first call and then
         # fanned out to concurrent calls instead.
         self._batches_n = True
+        #: Token ids the model has, when the engine says (llama.cpp's /v1/models meta).
+        self.vocabulary: int | None = None
 
     def __repr__(self) -> str:
         return f"HTTPEngine({self.base_url!r}, model={self._model!r}, kind={self.kind})"
@@ -133,6 +135,8 @@ class HTTPEngine:
         self._model = self._model or str(entry["id"])
         if self.kind is None:
             self.kind = EngineKind.from_owner(str(entry.get("owned_by", "")))
+        vocabulary = (entry.get("meta") or {}).get("n_vocab")
+        self.vocabulary = int(vocabulary) if isinstance(vocabulary, int) else None
 
     async def healthy(self) -> bool:
         """Whether the replica answers now (vLLM and llama.cpp both serve /health)."""
@@ -307,6 +311,20 @@ class HTTPEngine:
         if "count" in payload:
             return int(payload["count"])
         return len(payload.get("tokens") or [])
+
+    async def detokenize(self, tokens: Sequence[int]) -> str:
+        # llama.cpp answers an id past its vocabulary with a 500: refuse it here instead.
+        beyond = [t for t in tokens if self.vocabulary is not None and t >= self.vocabulary]
+        if beyond:
+            raise EngineRejected(
+                f"token id {beyond[0]} is not in the model's vocabulary of {self.vocabulary}"
+            )
+        body: dict[str, Any] = {"tokens": list(tokens)}
+        if self.kind is not EngineKind.LLAMACPP:
+            body["model"] = self._model
+        payload = await self._with_retries(lambda: self._post_json("/detokenize", body))
+        # vLLM answers {"prompt": ...}, llama.cpp {"content": ...}.
+        return str(payload.get("prompt", payload.get("content", "")))
 
     async def embed(self, texts: list[str]) -> list[list[float]] | None:
         """Embeddings from /v1/embeddings, or ``None`` when the engine serves none.

@@ -275,3 +275,6 @@ class PoolSession:
 
     async def count_tokens(self, text: str) -> int:
         return await self._on_a_replica(lambda r: r.count_tokens(text))
+
+    async def detokenize(self, tokens: Sequence[int]) -> str:
+        return await self._on_a_replica(lambda r: r.detokenize(tokens))
