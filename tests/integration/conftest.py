@@ -194,6 +194,15 @@ class Served:
         """A number that grows with every generation the engine does."""
         return generation_work(self.engine, self.kind)
 
+    def generation_tokens(self) -> float:
+        """Tokens the engine has generated, from its own metrics."""
+        name = (
+            "vllm:generation_tokens_total"
+            if self.kind == "vllm"
+            else "llamacpp:tokens_predicted_total"
+        )
+        return metric_sum(self.engine.url, name)
+
     def requests_running(self) -> float:
         """Requests the engine is generating for now, from its own metrics."""
         text = httpx.get(self.engine.url + "/metrics", timeout=10).text

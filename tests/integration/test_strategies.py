@@ -8,6 +8,7 @@ formats, never whether an answer is right.
 from __future__ import annotations
 
 import re
+import time
 from typing import Any
 
 import openai
@@ -248,3 +249,46 @@ def test_earlier_turns_reach_every_call(
             "system: You are terse.\nuser: Let x = 5.\nassistant: Noted: x is 5.\nuser: "
         )
         assert "What is 2x?" in call["prompt"]
+
+
+def test_adaptive_self_consistency_cancels_the_rest_at_the_engine(
+    client: openai.OpenAI, served: Served
+) -> None:
+    # Confidence just above one half stops at the first sample with an answer ("free":
+    # any text is one), so the samples still running are cut; up to three tries for a
+    # run where one sample finished before the others.
+    ponder = {
+        "strategy": "self_consistency",
+        "n": 6,
+        "adaptive": True,
+        "confidence": 0.51,
+        "answer_format": "free",
+        "trace": True,
+    }
+    for _ in range(3):
+        before = served.generation_tokens()
+        completion = client.chat.completions.create(
+            model=MODEL, messages=QUESTION, max_tokens=256, extra_body={"ponder": ponder}
+        )
+        wait_until_idle(served)
+        generated = served.generation_tokens() - before
+        details = info(completion)["details"]
+        if details["cancelled"]:
+            break
+    assert details["stopped"] in ("confident", "unbeatable")
+    assert details["finished"] + details["cancelled"] == 6
+    usage = completion.usage
+    assert usage is not None
+    trace = info(completion)["trace"]
+    assert usage.completion_tokens == sum(c["completion_tokens"] for c in trace)
+    # The engine generated what Ponder counted (and a few tokens per cut sample that were
+    # on their way), not the cut samples' remaining tokens.
+    assert generated <= usage.completion_tokens + 8 * details["cancelled"]
+    assert usage.completion_tokens < 6 * 256
+
+
+def wait_until_idle(served: Served, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while served.requests_running() > 0:
+        assert time.monotonic() < deadline, "the engine is still generating"
+        time.sleep(0.05)

@@ -110,6 +110,9 @@ class SelfConsistency(Scoring):
     temperature: float | None = Field(DRAFT_TEMPERATURE, ge=0.0, le=2.0)
     weighted: bool = False
     scorer: ScorerName = "confidence"
+    #: Stop once the vote is decided; the samples still running are cancelled.
+    adaptive: bool = False
+    confidence: float = Field(0.95, gt=0.5, lt=1.0)
 
 
 class BestOfN(Scoring):

@@ -21,6 +21,7 @@ from ponder.strategies.engine import (
     Message,
     Prompt,
     RewardModel,
+    SampleCheck,
     Sampling,
     StreamEnd,
     TextDelta,
@@ -204,11 +205,41 @@ class StrategyContext:
         generation = await self._call(
             prompt, role=role, round=round, n=n, sampling=sampling, index=index, annotate=annotate
         )
-        if self.reasoning.shows("full"):
-            for k, choice in enumerate(generation.choices):
-                number = (index or 0) + k + 1 if n > 1 or index is not None else None
-                title = f"{role}{f' {number}' if number else ''}, round {round}"
-                await self.reasoning.section(title, choice.text, level="full")
+        await self._show(generation, role=role, round=round, n=n, index=index)
+        return generation
+
+    async def _show(
+        self, generation: Generation, *, role: str, round: int, n: int, index: int | None
+    ) -> None:
+        """Each sample as work shown at the ``full`` level."""
+        if not self.reasoning.shows("full"):
+            return
+        for k, choice in enumerate(generation.choices):
+            number = (index or 0) + k + 1 if n > 1 or index is not None else None
+            title = f"{role}{f' {number}' if number else ''}, round {round}"
+            await self.reasoning.section(title, choice.text, level="full")
+
+    async def generate_until(
+        self,
+        prompt: Prompt,
+        *,
+        role: str,
+        round: int,
+        n: int,
+        done: SampleCheck,
+        sampling: Sampling | None = None,
+        annotate: Annotate | None = None,
+    ) -> Generation:
+        """``n`` samples side by side, recorded as one parallel step; ``done`` sees each as it
+        finishes and may end the call, the rest cancelled at the engine (finish reason
+        ``abort``, their tokens so far counted)."""
+        self._check_budget()
+        with calling(role):
+            generation = await self.engine.generate_until(
+                prompt, n=n, sampling=sampling or self.sampling, done=done
+            )
+        self._record(generation, prompt, role=role, round=round, index=None, annotate=annotate)
+        await self._show(generation, role=role, round=round, n=n, index=None)
         return generation
 
     async def _call(

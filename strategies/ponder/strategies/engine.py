@@ -8,7 +8,7 @@ for tests of control flow.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
@@ -204,6 +204,13 @@ class StreamEnd:
 
 StreamEvent = TextDelta | StreamEnd
 
+#: Shown each sample of ``generate_until`` as it finishes (its index, the sample): True
+#: when the samples still running are no longer needed.
+SampleCheck = Callable[[int, Choice], bool]
+
+#: The finish reason of a sample cancelled at the engine before it finished.
+ABORTED = "abort"
+
 
 #: The role (draft, distill, refine ...) of the engine call being made. Strategies
 #: set it around each call (``StrategyContext`` does) so that the engine side can
@@ -249,6 +256,14 @@ class Engine(Protocol):
 
     async def detokenize(self, tokens: Sequence[int]) -> str:
         """The text of token ids in the engine's own tokenizer (a token-id prompt)."""
+        ...
+
+    async def generate_until(
+        self, prompt: Prompt, *, n: int, sampling: Sampling, done: SampleCheck
+    ) -> Generation:
+        """``n`` samples generated side by side, each shown to ``done`` as it finishes; once
+        ``done`` says so, the samples still running are cancelled at the engine and come
+        back with the text they had, counted, and finish reason ``ABORTED``."""
         ...
 
 

@@ -5,13 +5,18 @@ temperature above zero; a majority vote over their extracted, normalised
 answers (a tie goes to the answer seen first); the first rationale that
 reached the winning answer is the response. The vote is in ``ponder.details``
 and each sample's answer in its trace entry.
+
+With ``adaptive`` (Adaptive-Consistency, Aggarwal et al. 2023) the samples
+are streamed and each votes as it finishes; once the vote is decided (see
+:mod:`ponder.strategies.stopping`) the samples still running are cancelled
+at the engine, and only the tokens generated are paid for.
 """
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from ponder.strategies import prompts
 from ponder.strategies.answers import extract_answer, noting, vote
@@ -23,8 +28,10 @@ from ponder.strategies.base import (
     StrategyResult,
 )
 from ponder.strategies.details import Details
+from ponder.strategies.engine import ABORTED, Choice, Generation, Prompt, Sampling
 from ponder.strategies.limits import Limits
 from ponder.strategies.scorers import ScorerName, ScoringParams, make_scorer
+from ponder.strategies.stopping import StopReason, decided
 
 
 class SelfConsistencyParams(DraftingParams, ScoringParams):
@@ -33,6 +40,26 @@ class SelfConsistencyParams(DraftingParams, ScoringParams):
     scorer: ScorerName = Field(
         "confidence", description="weighted votes: confidence, judge or reward"
     )
+    adaptive: bool = Field(
+        False,
+        description="stop once the vote is decided: the samples still running are cancelled "
+        "at the engine (Adaptive-Consistency)",
+    )
+    confidence: float = Field(
+        0.95,
+        gt=0.5,
+        lt=1.0,
+        description="adaptive: stop when the leader is the majority with this probability "
+        "(Beta posterior over the two most common answers)",
+    )
+
+    @model_validator(mode="after")
+    def _adaptive_votes_are_plain(self) -> SelfConsistencyParams:
+        if self.adaptive and self.weighted:
+            raise ValueError(
+                "adaptive stops on plain votes; weighted votes need every sample scored"
+            )
+        return self
 
 
 class VoteDetails(Details):
@@ -43,6 +70,11 @@ class VoteDetails(Details):
     weights: dict[str, float] | None = None
     winner: str | None
     winner_index: int | None
+    #: Adaptive runs: why sampling stopped early (None: every sample finished), how many
+    #: samples finished and how many were cancelled.
+    stopped: StopReason | None = None
+    finished: int | None = None
+    cancelled: int | None = None
 
 
 class SelfConsistency(Strategy[SelfConsistencyParams]):
@@ -66,11 +98,18 @@ class SelfConsistency(Strategy[SelfConsistencyParams]):
         fmt = params.answer_format
         await ctx.progress(f"sampling {self.params.n} rationales")
         prompt = ctx.chat(prompts.qa(ctx.question, prompts.COT_TRIGGER))
-        generation = await ctx.generate(
-            prompt, role="draft", round=1, n=self.params.n, sampling=sampling, annotate=noting(fmt)
-        )
+        stopped: list[StopReason] = []
+        if params.adaptive:
+            generation = await self._until_decided(ctx, prompt, sampling, stopped)
+        else:
+            generation = await ctx.generate(
+                prompt, role="draft", round=1, n=params.n, sampling=sampling, annotate=noting(fmt)
+            )
         samples = ctx.budget.records[-len(generation.choices) :]
-        answers = [extract_answer(choice.text, fmt) for choice in generation.choices]
+        answers = [
+            None if choice.finish_reason == ABORTED else extract_answer(choice.text, fmt)
+            for choice in generation.choices
+        ]
         weights = None
         if scorer is not None:
             weights = await scorer.score(ctx, generation.choices, round=1)
@@ -95,5 +134,48 @@ class SelfConsistency(Strategy[SelfConsistencyParams]):
                 weights=result.weights,
                 winner=result.winner,
                 winner_index=result.winner_index,
+                **self._adaptive_details(generation, stopped),
             ),
         )
+
+    async def _until_decided(
+        self,
+        ctx: StrategyContext,
+        prompt: Prompt,
+        sampling: Sampling,
+        stopped: list[StopReason],
+    ) -> Generation:
+        """The samples, streamed; each votes as it finishes, and once the vote is decided
+        the rest are cancelled (why is appended to ``stopped``)."""
+        params = self.params
+        votes: dict[int, str | None] = {}  # by index: a sample shown twice votes once
+
+        def done(index: int, choice: Choice) -> bool:
+            votes[index] = extract_answer(choice.text, params.answer_format)
+            reason = decided(votes.values(), params.n - len(votes), params.confidence)
+            if reason is not None and len(votes) < params.n:
+                stopped.append(reason)
+                return True
+            return False
+
+        return await ctx.generate_until(
+            prompt,
+            role="draft",
+            round=1,
+            n=params.n,
+            done=done,
+            sampling=sampling,
+            annotate=noting(params.answer_format),
+        )
+
+    def _adaptive_details(
+        self, generation: Generation, stopped: list[StopReason]
+    ) -> dict[str, Any]:
+        if not self.params.adaptive:
+            return {}
+        cancelled = sum(1 for c in generation.choices if c.finish_reason == ABORTED)
+        return {
+            "stopped": stopped[-1] if stopped else None,
+            "finished": len(generation.choices) - cancelled,
+            "cancelled": cancelled,
+        }

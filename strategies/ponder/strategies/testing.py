@@ -16,10 +16,12 @@ from typing import Any
 
 from ponder.strategies.base import StrategyResult, render_prompt
 from ponder.strategies.engine import (
+    ABORTED,
     Choice,
     EngineError,
     Generation,
     Prompt,
+    SampleCheck,
     Sampling,
     StreamEnd,
     StreamEvent,
@@ -108,6 +110,32 @@ class ScriptedEngine:
             self.in_flight -= 1
         yield StreamEnd(
             self._choice(rendered, 0, text, sampling), count_words(rendered), self.model
+        )
+
+    async def generate_until(
+        self, prompt: Prompt, *, n: int, sampling: Sampling, done: SampleCheck
+    ) -> Generation:
+        """Samples finish shortest first (ties by index); once ``done`` says so, the rest
+        come back cut to half their words, as if cancelled half-way."""
+        rendered = render_prompt(prompt)
+        self.calls.append(ScriptedCall("generate_until", rendered, n, sampling))
+        await self._wait()
+        texts = [self._limit(self.script(rendered, i), sampling) for i in range(n)]
+        order = sorted(range(n), key=lambda i: (count_words(texts[i]), i))
+        choices: dict[int, Choice] = {}
+        for position, index in enumerate(order):
+            text = texts[index]
+            choices[index] = Choice(text, count_words(text), "stop")
+            if done(index, choices[index]):
+                for rest in order[position + 1 :]:
+                    half = " ".join(texts[rest].split()[: count_words(texts[rest]) // 2])
+                    choices[rest] = Choice(half, count_words(half), ABORTED)
+                    self.cancelled += 1
+                break
+        return Generation(
+            choices=tuple(choices[i] for i in range(n)),
+            prompt_tokens=count_words(rendered),
+            model=self.model,
         )
 
     async def count_tokens(self, text: str) -> int:

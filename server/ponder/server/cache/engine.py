@@ -15,6 +15,7 @@ from ponder.strategies.engine import (
     Engine,
     Generation,
     Prompt,
+    SampleCheck,
     Sampling,
     StreamEnd,
     StreamEvent,
@@ -97,6 +98,14 @@ class CachingEngine:
             if isinstance(event, StreamEnd) and keys is not None:
                 await self._store(keys, (event.choice,), event.prompt_tokens)
             yield event
+
+    async def generate_until(
+        self, prompt: Prompt, *, n: int, sampling: Sampling, done: SampleCheck
+    ) -> Generation:
+        # Which samples finish first depends on timing: never cached, and the response
+        # it goes into is not either.
+        self.deterministic = False
+        return await self._inner.generate_until(prompt, n=n, sampling=sampling, done=done)
 
     async def count_tokens(self, text: str) -> int:
         return await self._inner.count_tokens(text)

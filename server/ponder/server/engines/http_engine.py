@@ -20,6 +20,7 @@ from ponder.server.engines.retry import (
     is_retryable_transport_error,
 )
 from ponder.strategies.engine import (
+    ABORTED,
     Choice,
     EngineError,
     EngineRejected,
@@ -28,6 +29,7 @@ from ponder.strategies.engine import (
     Generation,
     Message,
     Prompt,
+    SampleCheck,
     Sampling,
     StreamEnd,
     StreamEvent,
@@ -302,6 +304,94 @@ class HTTPEngine:
             model=model,
         )
 
+    async def generate_until(
+        self, prompt: Prompt, *, n: int, sampling: Sampling, done: SampleCheck
+    ) -> Generation:
+        path, body = self._request(prompt, sampling, n=n)
+        body["stream"] = True
+        if self.kind is EngineKind.LLAMACPP or not self._batches_n:
+            # llama.cpp streams one sample per request: n requests, each closed when done.
+            body.pop("n", None)
+            body["stream_options"] = {"include_usage": True}
+            return await self._race_streams(path, body, n, sampling, done)
+        # Every chunk carries usage, so the prompt is counted even when the stream is cut.
+        body["stream_options"] = {"include_usage": True, "continuous_usage_stats": True}
+        return await self._batched_until(path, body, n, done)
+
+    async def _batched_until(
+        self, path: str, body: dict[str, Any], n: int, done: SampleCheck
+    ) -> Generation:
+        """One request of n samples, its stream left (the engine aborts it) once decided."""
+        samples = [_Sample() for _ in range(n)]
+        finished: dict[int, Choice] = {}
+        prompt_tokens, model = 0, self._model
+        async with self._exchange(path, body) as response:
+            async for line in response.aiter_lines():
+                if not line.startswith("data:"):
+                    continue
+                data = line[len("data:") :].strip()
+                if data == "[DONE]":
+                    break
+                chunk = json.loads(data)
+                if "error" in chunk:
+                    raise EngineError(_error_message(chunk), status=502)
+                usage = chunk.get("usage") or {}
+                prompt_tokens = int(usage.get("prompt_tokens") or prompt_tokens)
+                model = str(chunk.get("model") or model)
+                stop = False
+                for choice in chunk.get("choices") or []:
+                    index = int(choice.get("index", 0))
+                    if not 0 <= index < n or index in finished:
+                        continue
+                    samples[index].feed(*_delta_parts(choice), choice.get("token_ids"))
+                    reason = choice.get("finish_reason")
+                    if reason:
+                        finished[index] = await samples[index].choice(self, str(reason))
+                        stop = done(index, finished[index]) or stop
+                if stop:
+                    break
+        choices = [finished.get(i) or await samples[i].choice(self, ABORTED) for i in range(n)]
+        return Generation(choices=tuple(choices), prompt_tokens=prompt_tokens, model=model)
+
+    async def _race_streams(
+        self, path: str, body: dict[str, Any], n: int, sampling: Sampling, done: SampleCheck
+    ) -> Generation:
+        """n one-sample streams side by side; those still running are cancelled once decided."""
+        samples = [_Sample() for _ in range(n)]
+        ends: asyncio.Queue[tuple[int, StreamEnd | EngineError]] = asyncio.Queue()
+
+        async def one(index: int) -> None:
+            seeded = dict(body)
+            if sampling.seed is not None:  # identical seeds would make identical samples
+                seeded["seed"] = sampling.seed + index
+            try:
+                async for event in self._stream_once(path, seeded):
+                    if isinstance(event, TextDelta):
+                        samples[index].parts.append(event.text)
+                    else:
+                        await ends.put((index, event))
+            except EngineError as error:
+                await ends.put((index, error))
+
+        tasks = [asyncio.create_task(one(i)) for i in range(n)]
+        finished: dict[int, Choice] = {}
+        prompt_tokens = 0
+        try:
+            while len(finished) < n:
+                index, end = await ends.get()
+                if isinstance(end, EngineError):
+                    raise end
+                finished[index] = end.choice
+                prompt_tokens = prompt_tokens or end.prompt_tokens
+                if done(index, end.choice):
+                    break
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        choices = [finished.get(i) or await samples[i].choice(self, ABORTED) for i in range(n)]
+        return Generation(choices=tuple(choices), prompt_tokens=prompt_tokens, model=self._model)
+
     async def count_tokens(self, text: str) -> int:
         if self.kind is EngineKind.LLAMACPP:
             body: dict[str, Any] = {"content": text, "add_special": False}
@@ -425,6 +515,40 @@ class HTTPEngine:
                     raise
                 logger.info("retrying %s after %s (attempt %d)", self.base_url, error, attempt)
             await asyncio.sleep(self.retry.delay(attempt))
+
+
+class _Sample:
+    """One streamed sample's text so far."""
+
+    def __init__(self) -> None:
+        self.parts: list[str] = []
+        self.thinking: list[str] = []
+        self.inline = ThinkingFilter()
+        self.token_ids: list[int] | None = None
+
+    def feed(self, reasoning: str, text: str, token_ids: Any) -> None:
+        thought, text = self.inline.feed(text)
+        self.thinking.append(reasoning + thought)
+        self.parts.append(text)
+        if isinstance(token_ids, list):
+            self.token_ids = (self.token_ids or []) + token_ids
+
+    async def choice(self, engine: HTTPEngine, finish_reason: str) -> Choice:
+        thought, rest = self.inline.close()
+        self.inline = ThinkingFilter()
+        self.thinking.append(thought)
+        self.parts.append(rest)
+        text = "".join(self.parts)
+        if self.token_ids is not None:
+            tokens = len(self.token_ids)
+        else:
+            tokens = await engine.count_tokens(text) if text else 0
+        return Choice(
+            text=text,
+            completion_tokens=tokens,
+            finish_reason=finish_reason,
+            reasoning="".join(self.thinking).strip(),
+        )
 
 
 def _hang_up(response: httpx.Response) -> None:

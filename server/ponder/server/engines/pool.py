@@ -17,6 +17,7 @@ from ponder.strategies.engine import (
     EngineUnavailable,
     Generation,
     Prompt,
+    SampleCheck,
     Sampling,
     StreamEvent,
     call_role,
@@ -275,6 +276,13 @@ class PoolSession:
 
     async def count_tokens(self, text: str) -> int:
         return await self._on_a_replica(lambda r: r.count_tokens(text))
+
+    async def generate_until(
+        self, prompt: Prompt, *, n: int, sampling: Sampling, done: SampleCheck
+    ) -> Generation:
+        return await self._generation_call(
+            lambda r: r.generate_until(prompt, n=n, sampling=sampling, done=done)
+        )
 
     async def detokenize(self, tokens: Sequence[int]) -> str:
         return await self._on_a_replica(lambda r: r.detokenize(tokens))

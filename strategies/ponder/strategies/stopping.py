@@ -1,0 +1,47 @@
+"""When a vote is decided before every sample is in (Adaptive-Consistency).
+
+Aggarwal et al. 2023 stop sampling once the leading answer is the majority
+with high probability. Their Beta criterion looks at the two most common
+answers: with ``v1`` and ``v2`` votes and a uniform prior, the leader's share
+``p`` among the two has the posterior Beta(v1 + 1, v2 + 1), and sampling
+stops when P(p > 1/2) reaches the confidence asked for (0.95 in the paper).
+Independently of any prior, a leader that the samples still running cannot
+catch is decided too.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+from math import comb
+from typing import Literal
+
+#: Why a vote stopped early: no sample still running could change the winner, or the
+#: Beta posterior put the leader ahead with the confidence asked for.
+StopReason = Literal["unbeatable", "confident"]
+
+
+def majority_confidence(leader: int, runner_up: int) -> float:
+    """P(p > 1/2) for p ~ Beta(leader + 1, runner_up + 1).
+
+    For integer parameters a and b, P(p > 1/2) is the chance that at most a - 1
+    of a + b - 1 fair coin flips come up heads, an exact finite sum.
+    """
+    a, b = leader + 1, runner_up + 1
+    flips = a + b - 1
+    return float(sum(comb(flips, heads) for heads in range(a)) / 2**flips)
+
+
+def decided(answers: Iterable[str | None], remaining: int, confidence: float) -> StopReason | None:
+    """Whether the vote over ``answers`` (None: a sample with no answer) is decided while
+    ``remaining`` samples still run."""
+    counts = Counter(answer for answer in answers if answer is not None).most_common(2)
+    if not counts:
+        return None
+    leader = counts[0][1]
+    runner_up = counts[1][1] if len(counts) > 1 else 0
+    if leader > runner_up + remaining:
+        return "unbeatable"
+    if remaining and majority_confidence(leader, runner_up) >= confidence:
+        return "confident"
+    return None
