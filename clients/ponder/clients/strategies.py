@@ -130,6 +130,8 @@ class SR(Strategy):
     name: ClassVar[str] = "sr"
     rounds: int = Field(2, ge=1, le=32)
     error_analysis: bool = False
+    #: Stop once a refinement keeps its draft's answer.
+    early_exit: bool = False
     temperature: float | None = Field(DRAFT_TEMPERATURE, ge=0.0, le=2.0)
 
 
@@ -145,6 +147,8 @@ class PDR(Scoring):
     scorer: Literal["agreement", "verify", "judge", "reward", "confidence"] = "agreement"
     workspace_tokens: int = Field(1024, ge=32, le=32768)
     summary_input_tokens: int = Field(1024, ge=64, le=131072)
+    #: Skip the rounds left once a round's drafts all state the same answer.
+    early_exit: bool = False
     temperature: float | None = Field(DRAFT_TEMPERATURE, ge=0.0, le=2.0)
 
     @field_validator("schedule")

@@ -65,6 +65,16 @@ class StrategyParams(BaseModel):
     )
 
 
+class EarlyExitParams(StrategyParams):
+    """Parameters of strategies with rounds that may end early (PDR, SR)."""
+
+    early_exit: bool = Field(
+        False,
+        description="skip the remaining rounds once a round's drafts all state the same "
+        "answer (for sr: once a refinement keeps its draft's answer)",
+    )
+
+
 class DraftingParams(StrategyParams):
     """Parameters of strategies that sample several drafts: they must differ to be useful,
     so drafts are sampled at a temperature even when the request is greedy."""

@@ -22,6 +22,7 @@ from ponder.strategies.base import (
     Annotate,
     Answer,
     DraftingParams,
+    EarlyExitParams,
     Strategy,
     StrategyContext,
     StrategyResult,
@@ -31,6 +32,7 @@ from ponder.strategies.engine import Choice, Sampling
 from ponder.strategies.limits import Limits
 from ponder.strategies.prompts import AnswerFormat
 from ponder.strategies.scorers import ScoringParams, make_scorer
+from ponder.strategies.stopping import agreed
 from ponder.workspace import (
     MIN_DRAFT_SHARE,
     Cut,
@@ -48,7 +50,7 @@ from ponder.workspace import (
 )
 
 
-class PDRParams(DraftingParams, ScoringParams):
+class PDRParams(DraftingParams, ScoringParams, EarlyExitParams):
     schedule: list[int] = Field(
         default=[8, 4, 1],
         min_length=1,
@@ -119,6 +121,10 @@ class PDRRound(BaseModel):
 
 class PDRDetails(Details):
     rounds: list[PDRRound]
+    #: With early_exit: the round after which the run stopped, and the answer its drafts
+    #: all stated (None: every round ran).
+    stopped_after_round: int | None = None
+    agreed_answer: str | None = None
 
     def workspaces(self) -> list[WorkspaceInfo]:
         return [workspace for round_ in self.rounds for workspace in round_.workspaces]
@@ -175,6 +181,17 @@ class PDR(Strategy[PDRParams]):
                 drafts = await self._per_call_drafts(ctx, workspaces, round_)
             if last:
                 break
+            agreement = self._agreement(drafts)
+            if agreement is not None:
+                await ctx.progress(
+                    f"every draft of round {round_} states {agreement}: the rounds left are skipped"
+                )
+                return StrategyResult(
+                    answers=[Answer.from_choice(drafts[0], self.params.answer_format)],
+                    details=PDRDetails(
+                        rounds=rounds, stopped_after_round=round_, agreed_answer=agreement
+                    ),
+                )
             workspaces, distilled = await self._distill(
                 ctx, drafts, schedule[round_], round_, degree
             )
@@ -185,6 +202,12 @@ class PDR(Strategy[PDRParams]):
             answers=[Answer.from_choice(answer, self.params.answer_format)],
             details=PDRDetails(rounds=rounds),
         )
+
+    def _agreement(self, drafts: list[Choice]) -> str | None:
+        """With early_exit, the answer every draft states, if they all state one."""
+        if not self.params.early_exit:
+            return None
+        return agreed(stated(draft.text, self.params.answer_format) for draft in drafts)
 
     async def _per_call_drafts(
         self, ctx: StrategyContext, workspaces: list[Read], round_: int

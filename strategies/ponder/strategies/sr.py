@@ -14,20 +14,31 @@ from typing import ClassVar
 from pydantic import Field
 
 from ponder.strategies import prompts
-from ponder.strategies.answers import noting
+from ponder.strategies.answers import noting, stated
 from ponder.strategies.base import (
     Answer,
     DraftingParams,
+    EarlyExitParams,
     Strategy,
     StrategyContext,
     StrategyResult,
 )
+from ponder.strategies.details import Details
 from ponder.strategies.limits import Limits
+from ponder.strategies.stopping import agreed
 
 
-class SRParams(DraftingParams):
+class SRParams(DraftingParams, EarlyExitParams):
     rounds: int = Field(2, ge=1, le=32, description="refinements after the first draft")
     error_analysis: bool = Field(False, description="an error-analysis call before each refinement")
+
+
+class SRDetails(Details):
+    """With early_exit: the round after which the run stopped (its refinement kept the
+    answer before it) and that answer."""
+
+    stopped_after_round: int
+    agreed_answer: str
 
 
 class SequentialRefinement(Strategy[SRParams]):
@@ -87,5 +98,19 @@ class SequentialRefinement(Strategy[SRParams]):
                     sampling=sampling,
                     annotate=note,
                 )
-                solution = refined.choices[0]
+                previous, solution = solution, refined.choices[0]
+                kept = self._kept_answer(previous.text, solution.text)
+                if kept is not None:
+                    await ctx.progress(f"round {round_} kept the answer {kept}: done")
+                    return StrategyResult(
+                        answers=[Answer.from_choice(solution, self.params.answer_format)],
+                        details=SRDetails(stopped_after_round=round_, agreed_answer=kept),
+                    )
         return StrategyResult(answers=[Answer.from_choice(solution, self.params.answer_format)])
+
+    def _kept_answer(self, before: str, after: str) -> str | None:
+        """With early_exit, the answer a refinement kept from the solution before it."""
+        if not self.params.early_exit:
+            return None
+        fmt = self.params.answer_format
+        return agreed([stated(before, fmt), stated(after, fmt)])

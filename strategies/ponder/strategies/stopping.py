@@ -21,6 +21,14 @@ from typing import Literal
 StopReason = Literal["unbeatable", "confident"]
 
 
+def agreed(answers: Iterable[str | None]) -> str | None:
+    """The answer every one of ``answers`` states, or None (some differ, or state none)."""
+    distinct = set(answers)
+    if len(distinct) == 1 and None not in distinct:
+        return distinct.pop()
+    return None
+
+
 def majority_confidence(leader: int, runner_up: int) -> float:
     """P(p > 1/2) for p ~ Beta(leader + 1, runner_up + 1).
 
