@@ -26,6 +26,7 @@ from pydantic import BaseModel
 
 from ponder.server.engines.managed import ManagedEngine
 from tests.integration.conftest import MODEL, Served
+from tests.integration.test_answer_fields import TOOLS
 
 QUESTION = "Tom has 3 boxes of 4 pens. How many pens does he have?"
 PDR = {"strategy": "pdr", "schedule": [2, 1]}
@@ -173,20 +174,6 @@ def test_litellm_streams_reasoning_then_the_answer(litellm: ModuleType, served: 
 
 
 def test_litellm_tool_calls(litellm: ModuleType, vllm_url: str) -> None:
-    tools = [
-        {
-            "type": "function",
-            "function": {
-                "name": "multiply",
-                "description": "Multiply two integers.",
-                "parameters": {
-                    "type": "object",
-                    "properties": {"a": {"type": "integer"}, "b": {"type": "integer"}},
-                    "required": ["a", "b"],
-                },
-            },
-        }
-    ]
     response = litellm.completion(
         **litellm_args(
             vllm_url,
@@ -194,7 +181,7 @@ def test_litellm_tool_calls(litellm: ModuleType, vllm_url: str) -> None:
             max_tokens=256,
             temperature=0,
             seed=1,
-            tools=tools,
+            tools=TOOLS,
             tool_choice={"type": "function", "function": {"name": "multiply"}},
         )
     )

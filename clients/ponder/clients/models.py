@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
 
 class _Lenient(BaseModel):
@@ -17,8 +17,9 @@ class PonderUsage(_Lenient):
     rounds: int = 0
     drafts: int = 0
     sequential_tokens: int = 0
-    #: B_total: every call's input and output, each sample reading its prompt.
-    all_tokens: int = 0
+    #: B_total: every call's input and output, each sample reading its prompt (a server of
+    #: an earlier 0.1 build named it total_tokens, which is read too).
+    all_tokens: int = Field(0, validation_alias=AliasChoices("all_tokens", "total_tokens"))
 
 
 class Usage(_Lenient):

@@ -279,3 +279,10 @@ async def test_the_async_client_shares_the_logic() -> None:
         events = [event async for event in client.chat_stream("x")]
     assert sleeps == [0.5]
     assert "".join(e.text for e in events if isinstance(e, TextChunk)) == "Hello"
+
+
+def test_usage_reads_b_total_under_its_earlier_name_too() -> None:
+    from ponder.clients.models import PonderUsage
+
+    assert PonderUsage.model_validate({"all_tokens": 12}).all_tokens == 12
+    assert PonderUsage.model_validate({"total_tokens": 12}).all_tokens == 12

@@ -254,15 +254,7 @@ class HTTPEngine:
         tools = ToolCallAssembler()
         model = self._model
         async with self._exchange(path, body) as response:
-            async for line in response.aiter_lines():
-                if not line.startswith("data:"):
-                    continue
-                data = line[len("data:") :].strip()
-                if data == "[DONE]":
-                    break
-                chunk = json.loads(data)
-                if "error" in chunk:
-                    raise EngineError(_error_message(chunk), status=502)
+            async for chunk in _chunks(response):
                 usage = chunk.get("usage") or usage
                 model = str(chunk.get("model") or model)
                 for choice in chunk.get("choices") or []:
@@ -326,15 +318,7 @@ class HTTPEngine:
         finished: dict[int, Choice] = {}
         prompt_tokens, model = 0, self._model
         async with self._exchange(path, body) as response:
-            async for line in response.aiter_lines():
-                if not line.startswith("data:"):
-                    continue
-                data = line[len("data:") :].strip()
-                if data == "[DONE]":
-                    break
-                chunk = json.loads(data)
-                if "error" in chunk:
-                    raise EngineError(_error_message(chunk), status=502)
+            async for chunk in _chunks(response):
                 usage = chunk.get("usage") or {}
                 prompt_tokens = int(usage.get("prompt_tokens") or prompt_tokens)
                 model = str(chunk.get("model") or model)
@@ -515,6 +499,20 @@ class HTTPEngine:
                     raise
                 logger.info("retrying %s after %s (attempt %d)", self.base_url, error, attempt)
             await asyncio.sleep(self.retry.delay(attempt))
+
+
+async def _chunks(response: httpx.Response) -> AsyncIterator[dict[str, Any]]:
+    """The JSON chunks of an engine's SSE stream, up to ``[DONE]``; an error event raises."""
+    async for line in response.aiter_lines():
+        if not line.startswith("data:"):
+            continue
+        data = line[len("data:") :].strip()
+        if data == "[DONE]":
+            return
+        chunk = json.loads(data)
+        if "error" in chunk:
+            raise EngineError(_error_message(chunk), status=502)
+        yield chunk
 
 
 class _Sample:
