@@ -292,3 +292,39 @@ def wait_until_idle(served: Served, timeout: float = 10.0) -> None:
     while served.requests_running() > 0:
         assert time.monotonic() < deadline, "the engine is still generating"
         time.sleep(0.05)
+
+
+def test_confidence_filtered_voting_cuts_samples_at_the_engine(
+    client: openai.OpenAI, served: Served
+) -> None:
+    # One warm-up sample sets the threshold at its own lowest window (keep 0.01): a sample
+    # whose running window falls under it is cut, at the engine, on its own.
+    ponder = {
+        "strategy": "self_consistency",
+        "n": 4,
+        "confidence_filter": True,
+        "warmup": 1,
+        "filter_keep": 0.01,
+        "confidence_window": 4,
+        "trace": True,
+    }
+    for _ in range(3):
+        before = served.generation_tokens()
+        completion = client.chat.completions.create(
+            model=MODEL, messages=QUESTION, max_tokens=128, extra_body={"ponder": ponder}
+        )
+        wait_until_idle(served)
+        generated = served.generation_tokens() - before
+        details = info(completion)["details"]
+        if details["cancelled"]:
+            break
+    assert details["threshold"] > 0
+    assert details["cancelled"] >= 1
+    assert details["finished"] + details["cancelled"] == 4
+    assert set(details["filtered"]) <= set(range(4))
+    assert len(details["filtered"]) >= details["cancelled"]
+    usage = completion.usage
+    assert usage is not None
+    trace = info(completion)["trace"]
+    assert usage.completion_tokens == sum(c["completion_tokens"] for c in trace)
+    assert generated <= usage.completion_tokens + 8 * details["cancelled"]

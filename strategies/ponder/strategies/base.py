@@ -22,6 +22,7 @@ from ponder.strategies.engine import (
     Prompt,
     RewardModel,
     SampleCheck,
+    SampleWatch,
     Sampling,
     StreamEnd,
     TextDelta,
@@ -237,16 +238,17 @@ class StrategyContext:
         round: int,
         n: int,
         done: SampleCheck,
+        keep: SampleWatch | None = None,
         sampling: Sampling | None = None,
         annotate: Annotate | None = None,
     ) -> Generation:
         """``n`` samples side by side, recorded as one parallel step; ``done`` sees each as it
         finishes and may end the call, the rest cancelled at the engine (finish reason
-        ``abort``, their tokens so far counted)."""
+        ``abort``, their tokens so far counted); ``keep`` may cut a sample alone."""
         self._check_budget()
         with calling(role):
             generation = await self.engine.generate_until(
-                prompt, n=n, sampling=sampling or self.sampling, done=done
+                prompt, n=n, sampling=sampling or self.sampling, done=done, keep=keep
             )
         self._record(generation, prompt, role=role, round=round, index=None, annotate=annotate)
         await self._show(generation, role=role, round=round, n=n, index=None)
@@ -308,7 +310,8 @@ class StrategyContext:
         with calling(role):
             async for event in self.engine.stream(prompt, sampling=sampling):
                 if isinstance(event, TextDelta):
-                    await self.on_delta(index, event.text)
+                    if event.text:
+                        await self.on_delta(index, event.text)
                 else:
                     end = event
         if end is None:  # pragma: no cover - an Engine must end its stream

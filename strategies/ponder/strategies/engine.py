@@ -187,9 +187,11 @@ class Generation:
 
 @dataclass(frozen=True, slots=True)
 class TextDelta:
-    """A piece of streamed text from the engine."""
+    """A piece of streamed text from the engine (and its tokens' log-probabilities, when the
+    call asked for them)."""
 
     text: str
+    logprobs: tuple[TokenLogprob, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,6 +209,10 @@ StreamEvent = TextDelta | StreamEnd
 #: Shown each sample of ``generate_until`` as it finishes (its index, the sample): True
 #: when the samples still running are no longer needed.
 SampleCheck = Callable[[int, Choice], bool]
+
+#: Shown each sample's new tokens as they stream (its index, their log-probabilities):
+#: False cancels that sample at the engine.
+SampleWatch = Callable[[int, Sequence[TokenLogprob]], bool]
 
 #: The finish reason of a sample cancelled at the engine before it finished.
 ABORTED = "abort"
@@ -259,11 +265,19 @@ class Engine(Protocol):
         ...
 
     async def generate_until(
-        self, prompt: Prompt, *, n: int, sampling: Sampling, done: SampleCheck
+        self,
+        prompt: Prompt,
+        *,
+        n: int,
+        sampling: Sampling,
+        done: SampleCheck,
+        keep: SampleWatch | None = None,
     ) -> Generation:
         """``n`` samples generated side by side, each shown to ``done`` as it finishes; once
         ``done`` says so, the samples still running are cancelled at the engine and come
-        back with the text they had, counted, and finish reason ``ABORTED``."""
+        back with the text they had, counted, and finish reason ``ABORTED``. ``keep`` sees
+        each sample's tokens as they stream (the sampling must ask for log-probabilities)
+        and cancels that sample alone when it returns False."""
         ...
 
 

@@ -27,6 +27,7 @@ from ponder.strategies.base import (
     StrategyContext,
     StrategyResult,
 )
+from ponder.strategies.confidence_filter import ConfidenceFilter
 from ponder.strategies.details import Details
 from ponder.strategies.engine import ABORTED, Choice, Generation, Prompt, Sampling
 from ponder.strategies.limits import Limits
@@ -53,12 +54,33 @@ class SelfConsistencyParams(DraftingParams, ScoringParams):
         "(Beta posterior over the two most common answers)",
     )
 
+    confidence_filter: bool = Field(
+        False,
+        description="DeepConf online: cut samples whose running confidence falls under a "
+        "threshold set by the first finished ones; the survivors vote, weighted by confidence",
+    )
+    warmup: int = Field(
+        2, ge=1, le=63, description="confidence_filter: finished samples that set the threshold"
+    )
+    filter_keep: float = Field(
+        0.9,
+        gt=0.0,
+        lt=1.0,
+        description="confidence_filter: share of the warm-up samples the threshold keeps "
+        "(0.9: DeepConf-high, 0.1: DeepConf-low)",
+    )
+
     @model_validator(mode="after")
-    def _adaptive_votes_are_plain(self) -> SelfConsistencyParams:
-        if self.adaptive and self.weighted:
+    def _one_way_to_stop(self) -> SelfConsistencyParams:
+        if self.adaptive and (self.weighted or self.confidence_filter):
             raise ValueError(
-                "adaptive stops on plain votes; weighted votes need every sample scored"
+                "adaptive stops on plain votes; weighted or filtered votes need every sample scored"
             )
+        if self.confidence_filter:
+            if self.scorer != "confidence":
+                raise ValueError("confidence_filter weighs votes with the confidence scorer")
+            if self.warmup >= self.n:
+                raise ValueError(f"warmup ({self.warmup}) must be below n ({self.n})")
         return self
 
 
@@ -75,6 +97,10 @@ class VoteDetails(Details):
     stopped: StopReason | None = None
     finished: int | None = None
     cancelled: int | None = None
+    #: Confidence-filtered runs: the threshold the warm-up set, and the samples cut while
+    #: generating or left out when they finished.
+    threshold: float | None = None
+    filtered: list[int] | None = None
 
 
 class SelfConsistency(Strategy[SelfConsistencyParams]):
@@ -91,7 +117,8 @@ class SelfConsistency(Strategy[SelfConsistencyParams]):
 
     async def run(self, ctx: StrategyContext) -> StrategyResult:
         params = self.params
-        scorer = make_scorer(params.scorer, params) if params.weighted else None
+        weighted = params.weighted or params.confidence_filter
+        scorer = make_scorer(params.scorer, params) if weighted else None
         sampling = ctx.candidates_sampling(ctx.sampling_for(params))
         if scorer is not None:
             sampling = scorer.prepare(sampling)
@@ -99,16 +126,21 @@ class SelfConsistency(Strategy[SelfConsistencyParams]):
         await ctx.progress(f"sampling {self.params.n} rationales")
         prompt = ctx.chat(prompts.qa(ctx.question, prompts.COT_TRIGGER))
         stopped: list[StopReason] = []
+        kept = ConfidenceFilter(params.warmup, params.filter_keep, params.confidence_window)
         if params.adaptive:
             generation = await self._until_decided(ctx, prompt, sampling, stopped)
+        elif params.confidence_filter:
+            generation = await self._filtered(ctx, prompt, sampling, kept)
         else:
             generation = await ctx.generate(
                 prompt, role="draft", round=1, n=params.n, sampling=sampling, annotate=noting(fmt)
             )
         samples = ctx.budget.records[-len(generation.choices) :]
         answers = [
-            None if choice.finish_reason == ABORTED else extract_answer(choice.text, fmt)
-            for choice in generation.choices
+            None
+            if choice.finish_reason == ABORTED or index in kept.filtered
+            else extract_answer(choice.text, fmt)
+            for index, choice in enumerate(generation.choices)
         ]
         weights = None
         if scorer is not None:
@@ -135,8 +167,35 @@ class SelfConsistency(Strategy[SelfConsistencyParams]):
                 winner=result.winner,
                 winner_index=result.winner_index,
                 **self._adaptive_details(generation, stopped),
+                **self._filter_details(kept),
             ),
         )
+
+    async def _filtered(
+        self, ctx: StrategyContext, prompt: Prompt, sampling: Sampling, kept: ConfidenceFilter
+    ) -> Generation:
+        """The samples, streamed one request each so that one can be cut alone."""
+
+        def done(index: int, choice: Choice) -> bool:
+            kept.finished(index, choice)
+            return False
+
+        return await ctx.generate_until(
+            prompt,
+            role="draft",
+            round=1,
+            n=self.params.n,
+            done=done,
+            keep=kept.watch,
+            sampling=sampling,
+            annotate=noting(self.params.answer_format),
+        )
+
+    def _filter_details(self, kept: ConfidenceFilter) -> dict[str, Any]:
+        if not self.params.confidence_filter:
+            return {}
+        threshold = None if kept.threshold is None else round(kept.threshold, 6)
+        return {"threshold": threshold, "filtered": sorted(kept.filtered)}
 
     async def _until_decided(
         self,
@@ -171,7 +230,7 @@ class SelfConsistency(Strategy[SelfConsistencyParams]):
     def _adaptive_details(
         self, generation: Generation, stopped: list[StopReason]
     ) -> dict[str, Any]:
-        if not self.params.adaptive:
+        if not (self.params.adaptive or self.params.confidence_filter):
             return {}
         cancelled = sum(1 for c in generation.choices if c.finish_reason == ABORTED)
         return {

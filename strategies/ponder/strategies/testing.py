@@ -22,6 +22,7 @@ from ponder.strategies.engine import (
     Generation,
     Prompt,
     SampleCheck,
+    SampleWatch,
     Sampling,
     StreamEnd,
     StreamEvent,
@@ -113,25 +114,57 @@ class ScriptedEngine:
         )
 
     async def generate_until(
-        self, prompt: Prompt, *, n: int, sampling: Sampling, done: SampleCheck
+        self,
+        prompt: Prompt,
+        *,
+        n: int,
+        sampling: Sampling,
+        done: SampleCheck,
+        keep: SampleWatch | None = None,
     ) -> Generation:
-        """Samples finish shortest first (ties by index); once ``done`` says so, the rest
-        come back cut to half their words, as if cancelled half-way."""
+        """The samples advance a word a step, side by side (shorter ones finish first);
+        ``keep`` sees each word, ``done`` each finished sample. A sample cut short comes
+        back with the words it had."""
         rendered = render_prompt(prompt)
         self.calls.append(ScriptedCall("generate_until", rendered, n, sampling))
         await self._wait()
         texts = [self._limit(self.script(rendered, i), sampling) for i in range(n)]
-        order = sorted(range(n), key=lambda i: (count_words(texts[i]), i))
+        tokens = [
+            self._logprobs(rendered, i, t, sampling)
+            or tuple(TokenLogprob(w, 0.0) for w in t.split())
+            for i, t in enumerate(texts)
+        ]
+        emitted = [0] * n
         choices: dict[int, Choice] = {}
-        for position, index in enumerate(order):
-            text = texts[index]
-            choices[index] = Choice(text, count_words(text), "stop")
-            if done(index, choices[index]):
-                for rest in order[position + 1 :]:
-                    half = " ".join(texts[rest].split()[: count_words(texts[rest]) // 2])
-                    choices[rest] = Choice(half, count_words(half), ABORTED)
-                    self.cancelled += 1
-                break
+
+        def cut(index: int) -> None:
+            words = [t.token for t in tokens[index][: emitted[index]]]
+            choices[index] = Choice(" ".join(words), len(words), ABORTED)
+            self.cancelled += 1
+
+        step = 0
+        while len(choices) < n:
+            for i in range(n):
+                if i in choices:
+                    continue
+                if step < len(tokens[i]):
+                    emitted[i] += 1
+                    if keep is not None and not keep(i, tokens[i][step : step + 1]):
+                        cut(i)
+                        continue
+                if emitted[i] == len(tokens[i]):
+                    choices[i] = Choice(
+                        texts[i],
+                        count_words(texts[i]),
+                        "stop",
+                        logprobs=self._logprobs(rendered, i, texts[i], sampling),
+                    )
+                    if done(i, choices[i]):
+                        for rest in range(n):
+                            if rest not in choices:
+                                cut(rest)
+                        break
+            step += 1
         return Generation(
             choices=tuple(choices[i] for i in range(n)),
             prompt_tokens=count_words(rendered),

@@ -39,8 +39,10 @@ async def test_agreeing_samples_stop_the_run_and_cancel_the_rest() -> None:
     records = ctx.budget.records
     assert [r.meta["answer"] for r in records[4:]] == [None] * 4  # cut short: no vote
     full = [count_words(padded("42", 10 + i)) for i in range(4)]
-    halves = [count_words(padded("42", 10 + i)) // 2 for i in range(4, 8)]
-    assert ctx.budget.usage().completion_tokens == sum(full) + sum(halves)
+    # The fourth sample finished at its last word; the others had one word fewer each.
+    cut = [full[-1] - 1] * 4
+    assert [r.completion_tokens for r in records] == full + cut
+    assert ctx.budget.usage().completion_tokens == sum(full) + sum(cut)
 
 
 async def test_a_split_vote_runs_every_sample() -> None:
@@ -64,3 +66,54 @@ async def test_a_leader_nobody_can_catch_stops_the_run() -> None:
 def test_adaptive_weighted_votes_are_refused() -> None:
     with pytest.raises(ValueError, match="adaptive stops on plain votes"):
         SelfConsistencyParams(adaptive=True, weighted=True)
+
+
+def confident_until(prompt: str, index: int) -> float:
+    # DeepConf's token confidence is the negative mean of the top log-probabilities; the
+    # scripted alternatives sit at value - 1, value - 2, ..., so -3.0 gives 5.0 (the first
+    # two samples) and -0.1 gives 2.1 (the others).
+    return -3.0 if index < 2 else -0.1
+
+
+async def test_the_confidence_filter_cuts_unsure_samples_and_weighs_the_rest() -> None:
+    engine = ScriptedEngine(
+        script=lambda prompt, index: padded("42" if index < 2 else "41", 20 + 2 * index),
+        token_logprob=confident_until,
+    )
+    ctx = context(engine)
+    params = SelfConsistencyParams(n=6, confidence_filter=True, warmup=2, confidence_window=4)
+    result = await SelfConsistency(params).run(ctx)
+    assert [(c.kind, c.n) for c in engine.calls] == [("generate_until", 6)]
+    assert engine.calls[0].sampling.logprobs  # the confidences need the top alternatives
+    details = details_json(result)
+    assert details["threshold"] > 0
+    # The four unsure samples were cut once the warm-up had set the threshold.
+    assert details["filtered"] == [2, 3, 4, 5]
+    assert (details["finished"], details["cancelled"]) == (2, 4)
+    assert details["votes"] == {"42": 2}
+    assert set(details["weights"]) == {"42"}
+    cut = [r.completion_tokens for r in ctx.budget.records[2:]]
+    assert all(0 < tokens < count_words(padded("41", 20 + 2 * 5)) for tokens in cut)
+
+
+async def test_a_sure_sample_after_the_warmup_keeps_its_vote() -> None:
+    engine = ScriptedEngine(
+        script=lambda prompt, index: padded("7", 10 + index), token_logprob=lambda p, i: -0.2
+    )
+    params = SelfConsistencyParams(n=4, confidence_filter=True, warmup=2, confidence_window=4)
+    details = details_json(await SelfConsistency(params).run(context(engine)))
+    assert "filtered" not in details or details["filtered"] == []
+    assert details["votes"] == {"7": 4}
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"confidence_filter": True, "adaptive": True}, "adaptive stops on plain votes"),
+        ({"confidence_filter": True, "scorer": "judge"}, "confidence scorer"),
+        ({"confidence_filter": True, "n": 2, "warmup": 2}, "must be below n"),
+    ],
+)
+def test_confidence_filter_parameters_are_checked(params: dict[str, object], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        SelfConsistencyParams.model_validate(params)

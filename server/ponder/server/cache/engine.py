@@ -16,6 +16,7 @@ from ponder.strategies.engine import (
     Generation,
     Prompt,
     SampleCheck,
+    SampleWatch,
     Sampling,
     StreamEnd,
     StreamEvent,
@@ -100,12 +101,20 @@ class CachingEngine:
             yield event
 
     async def generate_until(
-        self, prompt: Prompt, *, n: int, sampling: Sampling, done: SampleCheck
+        self,
+        prompt: Prompt,
+        *,
+        n: int,
+        sampling: Sampling,
+        done: SampleCheck,
+        keep: SampleWatch | None = None,
     ) -> Generation:
         # Which samples finish first depends on timing: never cached, and the response
         # it goes into is not either.
         self.deterministic = False
-        return await self._inner.generate_until(prompt, n=n, sampling=sampling, done=done)
+        return await self._inner.generate_until(
+            prompt, n=n, sampling=sampling, done=done, keep=keep
+        )
 
     async def count_tokens(self, text: str) -> int:
         return await self._inner.count_tokens(text)

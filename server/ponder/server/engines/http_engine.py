@@ -7,7 +7,7 @@ import contextlib
 import json
 import logging
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import replace
 from enum import StrEnum
 from typing import Any, TypeVar
@@ -30,6 +30,7 @@ from ponder.strategies.engine import (
     Message,
     Prompt,
     SampleCheck,
+    SampleWatch,
     Sampling,
     StreamEnd,
     StreamEvent,
@@ -243,7 +244,9 @@ class HTTPEngine:
                     raise
             await asyncio.sleep(self.retry.delay(attempt))
 
-    async def _stream_once(self, path: str, body: dict[str, Any]) -> AsyncIterator[StreamEvent]:
+    async def _stream_once(
+        self, path: str, body: dict[str, Any]
+    ) -> AsyncGenerator[StreamEvent, None]:
         parts: list[str] = []
         thinking: list[str] = []
         inline = ThinkingFilter()
@@ -261,13 +264,13 @@ class HTTPEngine:
                     reasoning, text = _delta_parts(choice)
                     thought, text = inline.feed(text)
                     thinking.append(reasoning + thought)
-                    if text:
-                        parts.append(text)
-                        yield TextDelta(text)
-                    tools.feed(choice.get("delta"))
                     streamed = token_logprobs(choice.get("logprobs"))
                     if streamed is not None:
                         logprobs = (logprobs or []) + list(streamed)
+                    if text or streamed:
+                        parts.append(text)
+                        yield TextDelta(text, streamed or ())
+                    tools.feed(choice.get("delta"))
                     if isinstance(choice.get("token_ids"), list):
                         token_ids = (token_ids or []) + choice["token_ids"]
                     finish_reason = choice.get("finish_reason") or finish_reason
@@ -297,15 +300,22 @@ class HTTPEngine:
         )
 
     async def generate_until(
-        self, prompt: Prompt, *, n: int, sampling: Sampling, done: SampleCheck
+        self,
+        prompt: Prompt,
+        *,
+        n: int,
+        sampling: Sampling,
+        done: SampleCheck,
+        keep: SampleWatch | None = None,
     ) -> Generation:
         path, body = self._request(prompt, sampling, n=n)
         body["stream"] = True
-        if self.kind is EngineKind.LLAMACPP or not self._batches_n:
-            # llama.cpp streams one sample per request: n requests, each closed when done.
+        if keep is not None or self.kind is EngineKind.LLAMACPP or not self._batches_n:
+            # A sample cancelled alone needs a request of its own (llama.cpp streams one
+            # sample per request anyway): n requests, each closed when no longer needed.
             body.pop("n", None)
             body["stream_options"] = {"include_usage": True}
-            return await self._race_streams(path, body, n, sampling, done)
+            return await self._race_streams(path, body, n, sampling, done, keep)
         # Every chunk carries usage, so the prompt is counted even when the stream is cut.
         body["stream_options"] = {"include_usage": True, "continuous_usage_stats": True}
         return await self._batched_until(path, body, n, done)
@@ -328,6 +338,7 @@ class HTTPEngine:
                     if not 0 <= index < n or index in finished:
                         continue
                     samples[index].feed(*_delta_parts(choice), choice.get("token_ids"))
+                    samples[index].logprobs.extend(token_logprobs(choice.get("logprobs")) or ())
                     reason = choice.get("finish_reason")
                     if reason:
                         finished[index] = await samples[index].choice(self, str(reason))
@@ -338,33 +349,49 @@ class HTTPEngine:
         return Generation(choices=tuple(choices), prompt_tokens=prompt_tokens, model=model)
 
     async def _race_streams(
-        self, path: str, body: dict[str, Any], n: int, sampling: Sampling, done: SampleCheck
+        self,
+        path: str,
+        body: dict[str, Any],
+        n: int,
+        sampling: Sampling,
+        done: SampleCheck,
+        keep: SampleWatch | None,
     ) -> Generation:
-        """n one-sample streams side by side; those still running are cancelled once decided."""
+        """n one-sample streams side by side; those still running are cancelled once decided,
+        and each one ``keep`` turns down on its own."""
         samples = [_Sample() for _ in range(n)]
-        ends: asyncio.Queue[tuple[int, StreamEnd | EngineError]] = asyncio.Queue()
+        ends: asyncio.Queue[tuple[int, StreamEnd | EngineError | None]] = asyncio.Queue()
 
         async def one(index: int) -> None:
             seeded = dict(body)
             if sampling.seed is not None:  # identical seeds would make identical samples
                 seeded["seed"] = sampling.seed + index
             try:
-                async for event in self._stream_once(path, seeded):
-                    if isinstance(event, TextDelta):
+                async with contextlib.aclosing(self._stream_once(path, seeded)) as events:
+                    async for event in events:
+                        if isinstance(event, StreamEnd):
+                            await ends.put((index, event))
+                            return
                         samples[index].parts.append(event.text)
-                    else:
-                        await ends.put((index, event))
+                        samples[index].logprobs.extend(event.logprobs)
+                        if keep is not None and event.logprobs and not keep(index, event.logprobs):
+                            break  # closing the stream cancels the sample at the engine
+                await ends.put((index, None))
             except EngineError as error:
                 await ends.put((index, error))
 
         tasks = [asyncio.create_task(one(i)) for i in range(n)]
         finished: dict[int, Choice] = {}
+        turned_down = 0
         prompt_tokens = 0
         try:
-            while len(finished) < n:
+            while len(finished) + turned_down < n:
                 index, end = await ends.get()
                 if isinstance(end, EngineError):
                     raise end
+                if end is None:
+                    turned_down += 1
+                    continue
                 finished[index] = end.choice
                 prompt_tokens = prompt_tokens or end.prompt_tokens
                 if done(index, end.choice):
@@ -523,6 +550,7 @@ class _Sample:
         self.thinking: list[str] = []
         self.inline = ThinkingFilter()
         self.token_ids: list[int] | None = None
+        self.logprobs: list[TokenLogprob] = []
 
     def feed(self, reasoning: str, text: str, token_ids: Any) -> None:
         thought, text = self.inline.feed(text)
@@ -546,6 +574,7 @@ class _Sample:
             completion_tokens=tokens,
             finish_reason=finish_reason,
             reasoning="".join(self.thinking).strip(),
+            logprobs=tuple(self.logprobs) if self.logprobs else None,
         )
 
 

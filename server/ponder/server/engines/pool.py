@@ -18,6 +18,7 @@ from ponder.strategies.engine import (
     Generation,
     Prompt,
     SampleCheck,
+    SampleWatch,
     Sampling,
     StreamEvent,
     call_role,
@@ -278,10 +279,16 @@ class PoolSession:
         return await self._on_a_replica(lambda r: r.count_tokens(text))
 
     async def generate_until(
-        self, prompt: Prompt, *, n: int, sampling: Sampling, done: SampleCheck
+        self,
+        prompt: Prompt,
+        *,
+        n: int,
+        sampling: Sampling,
+        done: SampleCheck,
+        keep: SampleWatch | None = None,
     ) -> Generation:
         return await self._generation_call(
-            lambda r: r.generate_until(prompt, n=n, sampling=sampling, done=done)
+            lambda r: r.generate_until(prompt, n=n, sampling=sampling, done=done, keep=keep)
         )
 
     async def detokenize(self, tokens: Sequence[int]) -> str:
