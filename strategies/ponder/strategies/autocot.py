@@ -16,17 +16,19 @@ import hashlib
 import json
 import logging
 from pathlib import Path
-from typing import Protocol, runtime_checkable
-
-import numpy as np
-from sklearn.cluster import KMeans
-from sklearn.feature_extraction.text import TfidfVectorizer
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from ponder.strategies import prompts
 from ponder.strategies.answers import read_answer, stated_answer
 from ponder.strategies.base import StrategyContext, StrategyInputError
 from ponder.strategies.demos import Demo, UnknownResource
 from ponder.strategies.two_stage import TwoStageParams
+
+if TYPE_CHECKING:
+    import numpy as np
+
+# numpy and scikit-learn (about 100 MB of a server's memory) are imported when
+# Auto-CoT clusters, not when the server starts.
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +50,8 @@ def reasoning_steps(rationale: str) -> int:
 
 def cluster_order(vectors: np.ndarray, k: int, *, seed: int = 0) -> list[list[int]]:
     """Per cluster, member indices from the nearest to its centre outwards."""
+    from sklearn.cluster import KMeans
+
     k = min(k, len(vectors))
     model = KMeans(n_clusters=k, random_state=seed, n_init=10).fit(vectors)
     distances = model.transform(vectors)
@@ -62,11 +66,15 @@ async def question_vectors(ctx: StrategyContext, questions: list[str]) -> np.nda
     if isinstance(ctx.engine, Embedder):
         embedded = await ctx.engine.embed(questions)
         if embedded is not None:
-            return np.asarray(embedded, dtype=float)
+            import numpy
+
+            return numpy.asarray(embedded, dtype=float)
     return await asyncio.to_thread(_tfidf, questions)
 
 
 def _tfidf(questions: list[str]) -> np.ndarray:
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
     vectors: np.ndarray = TfidfVectorizer().fit_transform(questions).toarray()
     return vectors
 

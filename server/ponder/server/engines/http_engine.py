@@ -530,11 +530,16 @@ class HTTPEngine:
 
 async def _chunks(response: httpx.Response) -> AsyncIterator[dict[str, Any]]:
     """The JSON chunks of an engine's SSE stream, up to ``[DONE]``; an error event raises."""
-    async for line in response.aiter_lines():
+    lines = response.aiter_lines()
+    async for line in lines:
         if not line.startswith("data:"):
             continue
         data = line[len("data:") :].strip()
         if data == "[DONE]":
+            # Read the body to its end, so that the connection goes back to the pool
+            # instead of being dropped (a new one, and a handshake, for every stream).
+            async for _ in lines:
+                pass
             return
         chunk = json.loads(data)
         if "error" in chunk:
