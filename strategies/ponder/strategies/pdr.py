@@ -70,6 +70,13 @@ class PDRParams(DraftingParams, ScoringParams, EarlyExitParams):
         description="bound of a workspace, in the engine's tokens; top-k and random-k give "
         "each kept draft a share, its conclusion kept",
     )
+    summary_max_tokens: int | None = Field(
+        None,
+        ge=1,
+        le=32768,
+        description="global_summary: output bound of the summary call (default: "
+        "workspace_tokens); the summary is then bounded to workspace_tokens",
+    )
     summary_input_tokens: int = Field(
         1024,
         ge=64,
@@ -138,7 +145,15 @@ class PDR(Strategy[PDRParams]):
     def check_limits(self, limits: Limits, max_tokens: int) -> None:
         limits.check_rounds(len(self.params.schedule), "pdr.schedule")
         limits.check_drafts(max(self.params.schedule), "the largest round of pdr.schedule")
+        if self.params.distill is Distill.GLOBAL_SUMMARY and len(self.params.schedule) > 1:
+            named = "summary_max_tokens" if self.params.summary_max_tokens else "workspace_tokens"
+            limits.check_max_tokens(self._summary_bound, param=f"ponder.{named}")
         super().check_limits(limits, max_tokens)
+
+    @property
+    def _summary_bound(self) -> int:
+        """The summary call's output bound: its own, or the workspace's."""
+        return self.params.summary_max_tokens or self.params.workspace_tokens
 
     def planned_samples(self) -> int:
         schedule, params = self.params.schedule, self.params
@@ -243,7 +258,7 @@ class PDR(Strategy[PDRParams]):
                 ctx.chat(summary_prompt(ctx.question, texts, rendered=read.workspace.text)),
                 role="distill",
                 round=round_,
-                sampling=ctx.auxiliary_sampling(params, max_tokens=bound),
+                sampling=ctx.auxiliary_sampling(params, max_tokens=self._summary_bound),
             )
             workspace = await bound_text(summary.choices[0].text, bound, count)
             info = WorkspaceInfo.of(workspace)

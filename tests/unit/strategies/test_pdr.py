@@ -211,3 +211,26 @@ def test_caps_name_themselves() -> None:
     with pytest.raises(ValueError, match="max_all_tokens"):
         PDR(PDRParams(schedule=[8, 4, 1])).check_limits(Limits(max_all_tokens=5000), 512)
     assert PDR(PDRParams(schedule=[8, 4, 1])).planned_samples() == 13 + 2
+
+
+@pytest.mark.parametrize(("own", "expected"), [(None, 300), (64, 64)])
+async def test_the_summary_call_has_its_own_output_bound(own: int | None, expected: int) -> None:
+    engine = ScriptedEngine()
+    params = PDRParams(schedule=[2, 1], workspace_tokens=300, summary_max_tokens=own)
+    await PDR(params).run(context(engine))
+    summary = engine.calls[1]
+    assert summary.sampling.max_tokens == expected
+    assert [c.sampling.max_tokens for c in (engine.calls[0], engine.calls[2])] != [expected] * 2
+
+
+def test_the_summary_bound_is_held_to_the_per_call_cap() -> None:
+    limits = Limits(max_tokens_per_call=4096)
+    with pytest.raises(ValueError, match="ponder.workspace_tokens 8192") as error:
+        PDR(PDRParams(schedule=[2, 1], workspace_tokens=8192)).check_limits(limits, 256)
+    assert error.value.param == "ponder.workspace_tokens"  # type: ignore[attr-defined]
+    PDR(PDRParams(schedule=[2, 1], workspace_tokens=8192, summary_max_tokens=512)).check_limits(
+        limits, 256
+    )
+    PDR(  # no summary call: top-k keeps drafts whole
+        PDRParams(schedule=[2, 1], workspace_tokens=8192, distill="shared_top_k")
+    ).check_limits(limits, 256)
