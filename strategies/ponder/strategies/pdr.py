@@ -145,15 +145,17 @@ class PDR(Strategy[PDRParams]):
     def check_limits(self, limits: Limits, max_tokens: int) -> None:
         limits.check_rounds(len(self.params.schedule), "pdr.schedule")
         limits.check_drafts(max(self.params.schedule), "the largest round of pdr.schedule")
-        if self.params.distill is Distill.GLOBAL_SUMMARY and len(self.params.schedule) > 1:
-            named = "summary_max_tokens" if self.params.summary_max_tokens else "workspace_tokens"
-            limits.check_max_tokens(self._summary_bound, param=f"ponder.{named}")
+        if self.params.summary_max_tokens is not None:
+            limits.check_max_tokens(
+                self.params.summary_max_tokens, param="ponder.summary_max_tokens"
+            )
         super().check_limits(limits, max_tokens)
 
-    @property
-    def _summary_bound(self) -> int:
-        """The summary call's output bound: its own, or the workspace's."""
-        return self.params.summary_max_tokens or self.params.workspace_tokens
+    def _summary_bound(self, limits: Limits) -> int:
+        """The summary call's output bound: its own, else the workspace's (held to the
+        server's per-call cap)."""
+        own = self.params.summary_max_tokens
+        return own or min(self.params.workspace_tokens, limits.max_tokens_per_call)
 
     def planned_samples(self) -> int:
         schedule, params = self.params.schedule, self.params
@@ -258,7 +260,7 @@ class PDR(Strategy[PDRParams]):
                 ctx.chat(summary_prompt(ctx.question, texts, rendered=read.workspace.text)),
                 role="distill",
                 round=round_,
-                sampling=ctx.auxiliary_sampling(params, max_tokens=self._summary_bound),
+                sampling=ctx.auxiliary_sampling(params, max_tokens=self._summary_bound(ctx.limits)),
             )
             workspace = await bound_text(summary.choices[0].text, bound, count)
             info = WorkspaceInfo.of(workspace)

@@ -225,12 +225,14 @@ async def test_the_summary_call_has_its_own_output_bound(own: int | None, expect
 
 def test_the_summary_bound_is_held_to_the_per_call_cap() -> None:
     limits = Limits(max_tokens_per_call=4096)
-    with pytest.raises(ValueError, match="ponder.workspace_tokens 8192") as error:
-        PDR(PDRParams(schedule=[2, 1], workspace_tokens=8192)).check_limits(limits, 256)
-    assert error.value.param == "ponder.workspace_tokens"  # type: ignore[attr-defined]
-    PDR(PDRParams(schedule=[2, 1], workspace_tokens=8192, summary_max_tokens=512)).check_limits(
-        limits, 256
-    )
-    PDR(  # no summary call: top-k keeps drafts whole
-        PDRParams(schedule=[2, 1], workspace_tokens=8192, distill="shared_top_k")
-    ).check_limits(limits, 256)
+    with pytest.raises(ValueError, match=r"ponder\.summary_max_tokens 8192") as error:
+        PDR(PDRParams(schedule=[2, 1], summary_max_tokens=8192)).check_limits(limits, 256)
+    assert error.value.param == "ponder.summary_max_tokens"  # type: ignore[attr-defined]
+
+
+async def test_a_large_workspace_does_not_pass_the_cap_to_the_summary_call() -> None:
+    engine = ScriptedEngine()
+    ctx = context(engine)
+    ctx.limits = Limits(max_tokens_per_call=500)
+    await PDR(PDRParams(schedule=[2, 1], workspace_tokens=8192)).run(ctx)
+    assert engine.calls[1].sampling.max_tokens == 500
