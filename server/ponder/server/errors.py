@@ -164,6 +164,11 @@ def _validation_error(exc: RequestValidationError) -> InvalidRequest:
         return InvalidRequest(
             f"the body is not valid JSON: {first.get('msg')}", code="invalid_json"
         )
+    if first.get("type") == "unsendable":
+        where = str(first["ctx"]["path"])
+        return InvalidRequest(
+            str(first.get("msg")), param=None if where == "body" else where, code="invalid_value"
+        )
     param = ".".join(location) or None
     message = str(first.get("msg", "invalid value"))
     return InvalidRequest(

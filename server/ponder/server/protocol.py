@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 import uuid
 from typing import Annotated, Any, Literal
@@ -11,9 +12,12 @@ from pydantic import (
     ConfigDict,
     Field,
     SerializerFunctionWrapHandler,
+    Strict,
     field_validator,
     model_serializer,
+    model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 from ponder.server.cache.mode import CacheMode
 from ponder.strategies.reasoning import ReasoningLevel
@@ -92,20 +96,64 @@ class StreamOptions(_Lenient):
     include_usage: bool = False
 
 
+#: Numbers and flags as JSON writes them: "3" or true is not a count, "0.5" not a float.
+Count = Annotated[int, Strict()]
+Number = Annotated[float, Strict()]
+Flag = Annotated[bool, Strict()]
+#: Engines take seeds as 64-bit integers.
+SEED_RANGE = (-(2**63), 2**63 - 1)
+
+
+def unsendable(value: Any, path: str = "body") -> tuple[str, str] | None:
+    """The first place in a request body that JSON cannot carry to an engine or a cache
+    key — NaN or an infinity, a lone UTF-16 surrogate — with the problem, or None."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return path, "must be a finite number"
+    if isinstance(value, str):
+        if any("\ud800" <= char <= "\udfff" for char in value):
+            return path, "contains a lone UTF-16 surrogate, which is not text"
+        return None
+    if isinstance(value, dict):
+        pairs: list[tuple[Any, Any]] = list(value.items())
+    elif isinstance(value, list):
+        pairs = list(enumerate(value))
+    else:
+        return None
+    for key, item in pairs:
+        where = str(key) if path == "body" else f"{path}.{key}"
+        if isinstance(key, str) and unsendable(key) is not None:
+            return path, "has a key that is not text"
+        found = unsendable(item, where)
+        if found is not None:
+            return found
+    return None
+
+
 class _SamplingFields(_Lenient):
     model: str = Field(min_length=1)
-    n: int = Field(1, ge=1)
-    stream: bool = False
+    n: Count = Field(1, ge=1)
+    stream: Flag = False
     stream_options: StreamOptions | None = None
-    max_tokens: int | None = Field(None, ge=1)
-    temperature: float | None = Field(None, ge=0.0, le=2.0)
-    top_p: float | None = Field(None, gt=0.0, le=1.0)
-    seed: int | None = None
+    max_tokens: Count | None = Field(None, ge=1)
+    temperature: Number | None = Field(None, ge=0.0, le=2.0)
+    top_p: Number | None = Field(None, gt=0.0, le=1.0)
+    seed: Count | None = Field(None, ge=SEED_RANGE[0], le=SEED_RANGE[1])
     stop: str | list[str] | None = None
-    presence_penalty: float | None = Field(None, ge=-2.0, le=2.0)
-    frequency_penalty: float | None = Field(None, ge=-2.0, le=2.0)
+    presence_penalty: Number | None = Field(None, ge=-2.0, le=2.0)
+    frequency_penalty: Number | None = Field(None, ge=-2.0, le=2.0)
     user: str | None = None
     ponder: PonderOptions | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _sendable(cls, body: Any) -> Any:
+        found = unsendable(body)
+        if found is not None:
+            path, problem = found
+            raise PydanticCustomError(
+                "unsendable", "{path} {problem}", {"path": path, "problem": problem}
+            )
+        return body
 
     @field_validator("stop")
     @classmethod
@@ -117,7 +165,7 @@ class _SamplingFields(_Lenient):
 
 class ChatCompletionRequest(_SamplingFields):
     messages: list[ChatMessage] = Field(min_length=1)
-    max_completion_tokens: int | None = Field(None, ge=1)
+    max_completion_tokens: Count | None = Field(None, ge=1)
     reasoning_effort: str | None = None
 
 

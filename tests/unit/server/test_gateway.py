@@ -670,3 +670,38 @@ async def test_reasoning_tokens_are_the_generated_tokens_that_are_not_the_answer
     assert usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"]
     if ponder["strategy"] == "sr":
         assert reasoning == next(c["completion_tokens"] for c in trace if c["role"] == "draft")
+
+
+@pytest.mark.parametrize(
+    ("raw", "param"),
+    [
+        (b'"top_k": NaN', "top_k"),
+        (b'"min_p": -Infinity', "min_p"),
+        (b'"temperature": NaN', "temperature"),
+        (b'"stop": "\\udfff"', "stop"),
+        (b'"logit_bias": {"\\ud800": 1}', "logit_bias"),
+        (b'"n": "3"', "n"),
+        (b'"n": true', "n"),
+        (b'"stream": 1', "stream"),
+        (b'"max_tokens": 8.5', "max_tokens"),
+        (b'"seed": 9223372036854775808', "seed"),
+    ],
+)
+async def test_values_json_cannot_carry_or_of_the_wrong_type_are_400s(
+    client: httpx.AsyncClient, engine: ScriptedEngine, raw: bytes, param: str
+) -> None:
+    body = b'{"model": "tiny", "messages": [{"role": "user", "content": "hi"}], ' + raw + b"}"
+    response = await client.post(CHAT, content=body, headers={"content-type": "application/json"})
+    assert_envelope(response, 400, param)
+    assert response.json()["error"]["code"] in ("invalid_value", "invalid_parameter")
+    assert engine.calls == []
+
+
+async def test_a_lone_surrogate_in_a_message_is_a_400(
+    client: httpx.AsyncClient, engine: ScriptedEngine
+) -> None:
+    body = b'{"model": "tiny", "messages": [{"role": "user", "content": "a\\ud800b"}]}'
+    response = await client.post(CHAT, content=body, headers={"content-type": "application/json"})
+    assert_envelope(response, 400, "messages.0.content")
+    assert "surrogate" in response.json()["error"]["message"]
+    assert engine.calls == []
