@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from ponder.server.access import Access, KeyRing, default_allowed_hosts
 from ponder.server.admission import InFlightLimit
 from ponder.server.body_limit import BodyLimit
 from ponder.server.cache import Cache, CacheStore, MemoryStore, RedisStore
@@ -124,6 +125,13 @@ def create_app(
     limits = settings.limits
     app.add_middleware(BodyLimit, max_bytes=limits.max_body_bytes)
     app.add_middleware(InFlightLimit, max_in_flight=limits.max_in_flight, gauge=metrics.in_flight)
+    # Outermost: a request that may not be served costs no admission and no body read.
+    app.add_middleware(
+        Access,
+        ring=KeyRing(settings.api_keys, settings.admin_api_keys, settings.api_keys_file),
+        allowed_hosts=settings.allowed_hosts or default_allowed_hosts(settings.host),
+        metrics_open=settings.metrics_open,
+    )
     return app
 
 

@@ -24,6 +24,8 @@ from ponder.server.engines.managed import EngineStartError, ManagedEngine, free_
 from ponder.server.metrics import MULTIPROC_ENV
 from ponder.server.settings import Settings, load_settings
 
+logger = logging.getLogger("ponder")
+
 app = typer.Typer(
     help="Ponder: an OpenAI-compatible server that reasons before it answers.", no_args_is_help=True
 )
@@ -127,6 +129,20 @@ def serve(
     workers: Annotated[
         int | None, typer.Option(help="worker processes (default: 1)", min=1)
     ] = None,
+    api_key: Annotated[
+        list[str] | None,
+        typer.Option("--api-key", help="a key clients must send as a Bearer token (repeat)"),
+    ] = None,
+    admin_api_key: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--admin-api-key", help="a key that may also publish evaluation results (repeat)"
+        ),
+    ] = None,
+    api_keys_file: Annotated[
+        Path | None,
+        typer.Option(help="keys, one per line ('admin' after a key for the admin scope)"),
+    ] = None,
     log_level: Annotated[
         str | None, typer.Option(help="debug, info, warning, error (default: info)")
     ] = None,
@@ -153,11 +169,21 @@ def serve(
             reward_url=reward_url,
             workers=workers,
             log_level=log_level,
+            api_keys=api_key or None,
+            admin_api_keys=admin_api_key or None,
+            api_keys_file=api_keys_file,
         )
     except Exception as error:
         typer.echo(f"ponder: bad settings: {error}", err=True)
         raise typer.Exit(2) from None
     _configure_logging(settings.log_level)
+    if not (settings.api_keys or settings.admin_api_keys or settings.api_keys_file):
+        logger.warning(
+            "no API key is configured: anyone who can reach %s:%d can use this server "
+            "(see --api-key)",
+            settings.host,
+            settings.port,
+        )
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     with contextlib.ExitStack() as engines:
         if not settings.engine_urls and not settings.engine_dns:

@@ -59,6 +59,33 @@ class Settings(BaseSettings):
         1, ge=1, description="uvicorn worker processes (metrics are added up over them)"
     )
 
+    # Access: with no key the server is open (it says so when it starts).
+    api_keys: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="keys a client may send as Authorization: Bearer <key> "
+        "(PONDER_API_KEYS: comma-separated)",
+    )
+    admin_api_keys: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="keys that may also publish evaluation results (PONDER_ADMIN_API_KEYS)",
+    )
+    api_keys_file: Path | None = Field(
+        None, description="a key per line, 'admin' after it for the admin scope; re-read on change"
+    )
+    metrics_open: bool = Field(True, description="/metrics needs no key (keys configured)")
+    allowed_hosts: Annotated[list[str], NoDecode] | None = Field(
+        None,
+        description="Host header values answered (* for any); default: the loopback names "
+        "when bound to a loopback address, else any",
+    )
+
+    @field_validator("api_keys", "admin_api_keys", "allowed_hosts", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
     # Cache: whole deterministic responses and the engine calls of strategies.
     cache: bool = Field(True, description="cache deterministic responses and engine calls")
     redis_url: str | None = Field(

@@ -139,7 +139,7 @@ async def test_a_preset_whose_strategy_is_missing_falls_back_to_the_default(
 ) -> None:
     app = create_app(settings, engines=StaticEngines({"tiny": engine}), registry=Registry([Direct]))
     async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app), base_url="http://p"
+        transport=httpx.ASGITransport(app=app), base_url="http://localhost"
     ) as client:
         response = await client.post(CHAT, json=chat_body(reasoning_effort="high"))
     assert response.status_code == 200
@@ -331,7 +331,7 @@ async def test_stream_error_after_output_is_sent_in_stream_then_done(app: FastAP
 
     app.state.gateway.serving.engines._engines["tiny"] = FailsMidStream(model="tiny")
     transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://p") as client:
+    async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as client:
         response = await client.post(CHAT, json=chat_body(stream=True))
     assert response.status_code == 200
     events, _ = sse_events(response.text)
@@ -554,7 +554,7 @@ async def test_over_max_in_flight_is_429_with_retry_after(
         settings.model_copy(update={"max_in_flight": 1}), engines=StaticEngines({"tiny": engine})
     )
     async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app), base_url="http://p"
+        transport=httpx.ASGITransport(app=app), base_url="http://localhost"
     ) as client:
         first = asyncio.create_task(client.post(CHAT, json=chat_body()))
         for _ in range(500):  # until the first request is at the engine
@@ -644,7 +644,7 @@ async def test_a_silent_stream_gets_keep_alive_comments(engine: ScriptedEngine) 
     engine.delay = 0.3  # the drafts take a while; the client hears nothing but comments
     transport = httpx.ASGITransport(app=app)
     async with (
-        httpx.AsyncClient(transport=transport, base_url="http://ponder") as client,
+        httpx.AsyncClient(transport=transport, base_url="http://localhost") as client,
         client.stream(
             "POST", CHAT, json=chat_body(stream=True, ponder={"strategy": "sr", "rounds": 1})
         ) as response,

@@ -184,7 +184,7 @@ async def test_with_the_cache_off_nothing_is_cached(
     uncached_app: FastAPI, engine: ScriptedEngine
 ) -> None:
     transport = httpx.ASGITransport(app=uncached_app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://ponder") as client:
+    async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as client:
         for _ in range(2):
             response = await client.post(CHAT, json=chat_body(temperature=0))
             assert response.headers["x-ponder-cache"] == "miss"
