@@ -152,7 +152,19 @@ VARIANTS = {
         "monitoring.serviceMonitor.enabled=false",
         "monitoring.grafanaDashboards.enabled=false",
     ),
+    "api keys from a secret": ("gateway.apiKeysSecret=ponder-keys",),
 }
+
+
+def test_api_keys_reach_the_gateway_from_a_secret() -> None:
+    gateway = by_kind(render("gateway.apiKeysSecret=ponder-keys"), "Deployment", "gateway")
+    env = {e["name"]: e for e in gateway["spec"]["template"]["spec"]["containers"][0]["env"]}
+    ref = env["PONDER_API_KEYS"]["valueFrom"]["secretKeyRef"]
+    assert ref == {"name": "ponder-keys", "key": "api-keys"}
+    assert env["PONDER_ADMIN_API_KEYS"]["valueFrom"]["secretKeyRef"]["optional"] is True
+    unkeyed = by_kind(render(), "Deployment", "gateway")
+    names = {e["name"] for e in unkeyed["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert "PONDER_API_KEYS" not in names
 
 
 @pytest.mark.parametrize("sets", VARIANTS.values(), ids=list(VARIANTS))
