@@ -32,6 +32,9 @@ from ponder.strategies.runs import Job, plan_jobs
 NOT_FORWARDED = frozenset(
     {"metadata", "store", "service_tier", "prompt_cache_key", "safety_identifier"}
 )
+#: Engine fields that change how much is generated past max_tokens (llama.cpp's
+#: n_predict, vLLM's best_of ...): a request sets max_tokens and n instead.
+GENERATION_AMOUNT = frozenset({"n_predict", "max_new_tokens", "best_of"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,6 +176,7 @@ class PlanBuilder:
             for k, v in (body.model_extra or {}).items()
             if k not in NOT_FORWARDED and k not in ANSWER_FIELDS
         }
+        self._check_forwarded(extra, text=isinstance(body, CompletionRequest))
         stop = (body.stop,) if isinstance(body.stop, str) else tuple(body.stop or ())
         return Sampling(
             max_tokens=max_tokens or self.settings.default_max_tokens,
@@ -184,6 +188,27 @@ class PlanBuilder:
             frequency_penalty=body.frequency_penalty,
             extra=extra,
         )
+
+    def _check_forwarded(self, extra: dict[str, Any], *, text: bool) -> None:
+        """Refuse engine fields that would pass max_tokens, and any the operator's allow-list
+        (``forward_fields``) leaves out: never forwarded silently, never dropped silently."""
+        amount = GENERATION_AMOUNT | ({"max_completion_tokens"} if text else set())
+        allowed = self.settings.forward_fields
+        for name in extra:
+            if name in amount:
+                raise InvalidRequest(
+                    f"{name} is not accepted: it changes how much the engine generates; "
+                    "use max_tokens (and n)",
+                    param=name,
+                    code="unsupported_parameter",
+                )
+            if allowed is not None and name not in allowed:
+                raise InvalidRequest(
+                    f"{name} is not a field this server forwards to its engines "
+                    f"(forward_fields: {', '.join(sorted(allowed)) or 'none'})",
+                    param=name,
+                    code="unsupported_parameter",
+                )
 
     def _check_caps(
         self,

@@ -79,12 +79,18 @@ class Settings(BaseSettings):
         "when bound to a loopback address, else any",
     )
 
-    @field_validator("api_keys", "admin_api_keys", "allowed_hosts", mode="before")
+    @field_validator("api_keys", "admin_api_keys", "allowed_hosts", "forward_fields", mode="before")
     @classmethod
     def _comma_separated(cls, value: Any) -> Any:
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
+
+    forward_fields: Annotated[list[str], NoDecode] | None = Field(
+        None,
+        description="engine fields a request may send beside OpenAI's (top_k, min_p ...); "
+        "others are a 400; default: any but those that pass max_tokens",
+    )
 
     # Cache: whole deterministic responses and the engine calls of strategies.
     cache: bool = Field(True, description="cache deterministic responses and engine calls")

@@ -197,6 +197,17 @@ class StrategyContext:
                 f"the request has spent its {self.budget.max_all_tokens} tokens (max_all_tokens)"
             )
 
+    def _bounded(self, sampling: Sampling, n: int = 1) -> Sampling:
+        """``sampling`` whose output bound holds to the server's per-call cap and to what the
+        request has left (shared by the call's ``n`` samples)."""
+        bound = min(
+            sampling.max_tokens or self.limits.max_tokens_per_call, self.limits.max_tokens_per_call
+        )
+        left = self.budget.remaining()
+        if left is not None:
+            bound = min(bound, max(1, left // n))
+        return sampling if bound == sampling.max_tokens else replace(sampling, max_tokens=bound)
+
     async def generate(
         self,
         prompt: Prompt,
@@ -248,7 +259,11 @@ class StrategyContext:
         self._check_budget()
         with calling(role):
             generation = await self.engine.generate_until(
-                prompt, n=n, sampling=sampling or self.sampling, done=done, keep=keep
+                prompt,
+                n=n,
+                sampling=self._bounded(sampling or self.sampling, n),
+                done=done,
+                keep=keep,
             )
         self._record(generation, prompt, role=role, round=round, index=None, annotate=annotate)
         await self._show(generation, role=role, round=round, n=n, index=None)
@@ -267,7 +282,9 @@ class StrategyContext:
     ) -> Generation:
         self._check_budget()
         with calling(role):
-            generation = await self.engine.generate(prompt, n=n, sampling=sampling or self.sampling)
+            generation = await self.engine.generate(
+                prompt, n=n, sampling=self._bounded(sampling or self.sampling, n)
+            )
         self._record(generation, prompt, role=role, round=round, index=index, annotate=annotate)
         return generation
 
@@ -304,6 +321,7 @@ class StrategyContext:
             )
             return generation.choices[0]  # the answer: not shown as reasoning
         self._check_budget()
+        sampling = self._bounded(sampling)
         if prefix:
             await self.on_delta(index, prefix)
         end: StreamEnd | None = None

@@ -61,10 +61,21 @@ class Usage:
 
 
 @dataclass
+class Allowance:
+    """The tokens a whole request may spend, shared by its strategy runs (one per answer
+    of ``n``): ``n`` runs do not get ``n`` times the cap."""
+
+    limit: int
+    spent: int = 0
+
+
+@dataclass
 class Budget:
-    """Counts the calls of one request; caps the tokens it may spend."""
+    """Counts the calls of one strategy run; caps the tokens it, and the request it is part
+    of (``allowance``), may spend."""
 
     max_all_tokens: int | None = None
+    allowance: Allowance | None = None
     records: list[CallRecord] = field(default_factory=list)
     _billed_prompt_tokens: int = 0
     _requests: int = 0
@@ -122,6 +133,8 @@ class Budget:
                 )
             )
         self.records.extend(added)
+        if self.allowance is not None:
+            self.allowance.spent += sum(record.tokens for record in added)
         self._billed_prompt_tokens += generation.prompt_tokens * generation.requests
         self._requests += generation.requests
         return added
@@ -138,10 +151,11 @@ class Budget:
         return sum(longest.values())
 
     def remaining(self) -> int | None:
-        """Tokens left under the request's cap, or ``None`` when uncapped."""
-        if self.max_all_tokens is None:
-            return None
-        return max(0, self.max_all_tokens - self.all_tokens)
+        """Tokens left under the run's and the request's caps, or ``None`` when uncapped."""
+        left = [] if self.max_all_tokens is None else [self.max_all_tokens - self.all_tokens]
+        if self.allowance is not None:
+            left.append(self.allowance.limit - self.allowance.spent)
+        return max(0, min(left)) if left else None
 
     def usage(self) -> Usage:
         return Usage(

@@ -22,7 +22,7 @@ from ponder.strategies.base import (
     StrategyContext,
     StrategyResult,
 )
-from ponder.strategies.budget import Budget, CallRecord, Usage, combine_parallel
+from ponder.strategies.budget import Allowance, Budget, CallRecord, Usage, combine_parallel
 from ponder.strategies.demos import Resources
 from ponder.strategies.details import Details
 from ponder.strategies.engine import (
@@ -63,10 +63,11 @@ def plan_jobs(
 ) -> list[Job]:
     """The runs that give ``n`` answers to each prompt (answers numbered prompt by prompt)."""
     jobs: list[Job] = []
+    allowance = Allowance(max_all_tokens) if max_all_tokens is not None else None
     for p, prompt in enumerate(prompts):
         runs = [(n, 0)] if strategy.answers_n else [(1, i) for i in range(n)]
         for answers, start in runs:
-            budget = Budget(max_all_tokens=max_all_tokens)
+            budget = Budget(max_all_tokens=max_all_tokens, allowance=allowance)
             jobs.append(Job(prompt, answers, p * n + start, budget))
     return jobs
 

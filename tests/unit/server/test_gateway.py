@@ -705,3 +705,39 @@ async def test_a_lone_surrogate_in_a_message_is_a_400(
     assert_envelope(response, 400, "messages.0.content")
     assert "surrogate" in response.json()["error"]["message"]
     assert engine.calls == []
+
+
+@pytest.mark.parametrize(
+    ("path", "field"),
+    [
+        ("/v1/chat/completions", "n_predict"),
+        ("/v1/chat/completions", "best_of"),
+        ("/v1/completions", "max_completion_tokens"),
+        ("/v1/completions", "max_new_tokens"),
+    ],
+)
+async def test_fields_that_pass_max_tokens_are_refused(
+    client: httpx.AsyncClient, engine: ScriptedEngine, path: str, field: str
+) -> None:
+    body: dict[str, Any] = {"model": "tiny", "max_tokens": 8, field: 600}
+    body.update(
+        {"messages": [{"role": "user", "content": "hi"}]} if "chat" in path else {"prompt": "hi"}
+    )
+    response = await client.post(path, json=body)
+    assert_envelope(response, 400, field)
+    assert response.json()["error"]["code"] == "unsupported_parameter"
+    assert engine.calls == []
+
+
+async def test_an_allow_list_of_forwarded_fields(engine: ScriptedEngine) -> None:
+    settings = Settings(engine_urls=["http://unused"], forward_fields=["top_k"])
+    app = create_app(settings, engines=StaticEngines({"tiny": engine}))
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as client:
+        allowed = await client.post(CHAT, json=chat_body(top_k=5))
+        assert allowed.status_code == 200
+        assert engine.calls[0].sampling.extra == {"top_k": 5}
+        refused = await client.post(CHAT, json=chat_body(min_p=0.1))
+        assert_envelope(refused, 400, "min_p")
+        assert "forward_fields: top_k" in refused.json()["error"]["message"]
+    assert len(engine.calls) == 1

@@ -1,4 +1,4 @@
-from ponder.strategies.budget import Budget, Usage, combine_parallel
+from ponder.strategies.budget import Allowance, Budget, Usage, combine_parallel
 from ponder.strategies.engine import Choice, Generation
 
 
@@ -64,3 +64,12 @@ def test_parallel_runs_take_the_longest_critical_path() -> None:
     b = Usage(10, 9, 2, 3, 4, 40, 60)
     combined = combine_parallel([a, b])
     assert combined == Usage(20, 14, 3, 3, 4, 40, 75)
+
+
+def test_runs_of_one_request_share_its_allowance() -> None:
+    allowance = Allowance(100)
+    first, second = Budget(max_all_tokens=100, allowance=allowance), Budget(100, allowance)
+    first.record(gen(20, 30), role="draft", round=1, prompt="p")
+    assert first.remaining() == 50
+    second.record(gen(20, 20), role="draft", round=1, prompt="p")
+    assert second.remaining() == first.remaining() == 10  # not 100 - 40 each

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import pytest
 
+from ponder.strategies.budget import Budget
 from ponder.strategies.cot import Cot, CotParams
 from ponder.strategies.direct import Direct, DirectParams
 from ponder.strategies.engine import Sampling
 from ponder.strategies.limits import Limits, OverCap
 from ponder.strategies.runs import run_strategy
 from ponder.strategies.testing import ScriptedEngine
+from tests.unit.strategies.scripts import context
 
 
 async def test_n_answers_by_independent_runs_add_up_as_parallel_work() -> None:
@@ -46,3 +48,18 @@ async def test_caps_are_checked_before_any_call() -> None:
             limits=Limits(max_n=4),
         )
     assert engine.calls == []
+
+
+async def test_every_call_holds_to_the_per_call_cap_and_to_what_is_left() -> None:
+    engine = ScriptedEngine(script=lambda prompt, index: "one two three four five")
+    ctx = context(engine)
+    ctx.limits = Limits(max_tokens_per_call=300)
+    ctx.budget = Budget(max_all_tokens=60)
+    ctx.sampling = Sampling(max_tokens=1000)
+    await ctx.generate("a b c d e", role="draft", round=1)  # 5 + 5 tokens spent
+    assert engine.calls[0].sampling.max_tokens == 60  # what the request had left
+    await ctx.generate("a b c d e", role="draft", round=1, n=2)
+    assert engine.calls[1].sampling.max_tokens == 50 // 2  # shared by the two samples
+    ctx.budget = Budget(max_all_tokens=None)
+    await ctx.generate("a", role="draft", round=1)
+    assert engine.calls[2].sampling.max_tokens == 300  # the server's per-call cap
