@@ -15,6 +15,7 @@ import asyncio
 import hashlib
 import json
 import logging
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
@@ -22,6 +23,7 @@ from ponder.strategies import prompts
 from ponder.strategies.answers import read_answer, stated_answer
 from ponder.strategies.base import StrategyContext, StrategyInputError
 from ponder.strategies.demos import Demo, UnknownResource
+from ponder.strategies.engine import Message, Sampling
 from ponder.strategies.two_stage import TwoStageParams
 
 if TYPE_CHECKING:
@@ -34,6 +36,10 @@ logger = logging.getLogger(__name__)
 
 MAX_QUESTION_TOKENS = 60
 MAX_STEPS = 5
+#: Demonstrations are shared by every later request, so they are built from the
+#: operator's configuration alone: greedy, this bound, no system prompt, no earlier
+#: turns and no engine fields of the request that happened to come first.
+DEMO_SAMPLING = Sampling(max_tokens=256, temperature=0.0, seed=0)
 
 
 @runtime_checkable
@@ -89,7 +95,7 @@ async def auto_demos(ctx: StrategyContext, pool: str, k: int, params: TwoStagePa
     except UnknownResource as error:
         raise StrategyInputError(str(error)) from None
     path = ctx.resources.question_pools[pool]
-    cache = _cache_file(ctx, path, k)
+    cache = _cache_file(ctx, path, k, params.answer_format)
     if cache is not None and cache.is_file():
         return ctx.resources.memo.read(cache, _read_built_demos)
     if not questions:
@@ -97,7 +103,7 @@ async def auto_demos(ctx: StrategyContext, pool: str, k: int, params: TwoStagePa
     await ctx.progress(f"building {k} Auto-CoT demonstrations from pool {pool!r} (once)")
     vectors = await question_vectors(ctx, questions)
     # k-means over a large pool takes CPU seconds: not on the event loop.
-    clusters = await asyncio.to_thread(cluster_order, vectors, k, seed=ctx.seed)
+    clusters = await asyncio.to_thread(cluster_order, vectors, k, seed=0)
     demos = []
     for members in clusters:
         for index in members:
@@ -117,10 +123,9 @@ async def auto_demos(ctx: StrategyContext, pool: str, k: int, params: TwoStagePa
 async def _try_question(ctx: StrategyContext, question: str, params: TwoStageParams) -> Demo | None:
     if await ctx.engine.count_tokens(question) > MAX_QUESTION_TOKENS:
         return None
-    sampling = ctx.sampling_for(params)
     first = prompts.qa(question, prompts.COT_TRIGGER)
     rationale = (
-        (await ctx.generate(ctx.chat(first), role="demo", round=0, sampling=sampling))
+        (await ctx.generate([Message("user", first)], role="demo", round=0, sampling=DEMO_SAMPLING))
         .choices[0]
         .text.strip()
     )
@@ -131,10 +136,10 @@ async def _try_question(ctx: StrategyContext, question: str, params: TwoStagePar
         trigger = prompts.ANSWER_TRIGGERS[params.answer_format]
         second = prompts.extraction(question, prompts.COT_TRIGGER, rationale, trigger)
         reply = await ctx.generate(
-            ctx.chat(second),
+            [Message("user", second)],
             role="demo",
             round=0,
-            sampling=ctx.auxiliary_sampling(params, max_tokens=params.extract_max_tokens),
+            sampling=replace(DEMO_SAMPLING, max_tokens=params.extract_max_tokens),
         )
         answer = read_answer(reply.choices[0].text, params.answer_format)
     if answer is None:
@@ -142,11 +147,11 @@ async def _try_question(ctx: StrategyContext, question: str, params: TwoStagePar
     return Demo(question=question, rationale=rationale, answer=answer)
 
 
-def _cache_file(ctx: StrategyContext, pool: Path, k: int) -> Path | None:
+def _cache_file(ctx: StrategyContext, pool: Path, k: int, fmt: str) -> Path | None:
     if ctx.resources.cache_dir is None:
         return None
     # The pool file's identity, not its bytes: this runs on every auto request.
     stat = pool.stat()
-    key = f"{pool.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{ctx.engine.model}|{k}"
+    key = f"{pool.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{ctx.engine.model}|{k}|{fmt}"
     digest = hashlib.sha256(key.encode()).hexdigest()[:24]
     return ctx.resources.cache_dir / "autocot" / f"{digest}.json"

@@ -11,6 +11,7 @@ from ponder.strategies import prompts
 from ponder.strategies.base import StrategyInputError
 from ponder.strategies.cot import Cot, CotParams
 from ponder.strategies.demos import Demo, Resources, UnknownResource
+from ponder.strategies.engine import Sampling
 from ponder.strategies.plan_and_solve import PlanAndSolve, PlanAndSolveParams
 from ponder.strategies.testing import ScriptedEngine, details_json
 from tests.unit.strategies.scripts import by_rules, context, user_text
@@ -138,6 +139,7 @@ async def test_auto_cot_clusters_filters_and_caches(tmp_path: Path) -> None:
     engine = ScriptedEngine(script=by_rules((QUESTION, "The answer is 42."), default=rationale))
     resources = Resources(question_pools={"math": pool}, cache_dir=tmp_path / "cache")
     ctx = context(engine, QUESTION, resources=resources)
+    ctx.sampling = Sampling(max_tokens=256, temperature=1.3, extra={"grammar": 'root ::= "666"'})
     result = await Cot(CotParams(mode="auto", pool="math", n_demos=2)).run(ctx)
     demo_calls = [r for r in ctx.budget.records if r.role == "demo"]
     assert demo_calls, "demonstrations were built with engine calls"
@@ -148,6 +150,12 @@ async def test_auto_cot_clusters_filters_and_caches(tmp_path: Path) -> None:
     assert "word word" not in final_prompt
     cached = list((tmp_path / "cache" / "autocot").glob("*.json"))
     assert len(cached) == 1
+    # Shared by every later user: built from the operator's configuration alone, not from
+    # the first requester's system prompt, sampling or engine fields.
+    demos_asked = [c for c in engine.calls if c.prompt.startswith("user: Q: How many apples")]
+    assert demos_asked
+    assert all(c.sampling.temperature == 0.0 and not c.sampling.extra for c in demos_asked)
+    assert all("Be brief." not in c.prompt for c in demos_asked)
     # A second request reads the cache: no demo calls.
     again = context(engine, QUESTION, resources=resources)
     await Cot(CotParams(mode="auto", pool="math", n_demos=2)).run(again)
