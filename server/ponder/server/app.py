@@ -123,8 +123,11 @@ def create_app(
     install_error_handlers(app)
     app.include_router(router)
     limits = settings.limits
-    app.add_middleware(BodyLimit, max_bytes=limits.max_body_bytes)
     app.add_middleware(InFlightLimit, max_in_flight=limits.max_in_flight, gauge=metrics.in_flight)
+    # Outside admission: a body is read (or refused) before the request takes a place.
+    app.add_middleware(
+        BodyLimit, max_bytes=limits.max_body_bytes, timeout=settings.body_timeout_seconds
+    )
     # Outermost: a request that may not be served costs no admission and no body read.
     app.add_middleware(
         Access,

@@ -69,6 +69,12 @@ class TooLarge(PonderError):
     code = "body_too_large"
 
 
+class SlowBody(PonderError):
+    status = 408
+    type = "invalid_request_error"
+    code = "request_timeout"
+
+
 class TooManyRequests(PonderError):
     status = 429
     type = "rate_limit_error"

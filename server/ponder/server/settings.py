@@ -49,6 +49,9 @@ class Settings(BaseSettings):
     port: int = Field(8000, ge=0, le=65535)
     log_level: str = "info"
     max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024, description="largest request body")
+    body_timeout_seconds: float = Field(
+        30.0, gt=0, description="a request body not all sent within this is a 408"
+    )
     stream_keepalive_seconds: float = Field(
         15.0, gt=0, description="a stream silent this long gets a keep-alive comment"
     )
