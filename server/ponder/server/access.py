@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ponder.server.errors import PonderError, send_error
+from ponder.server.admission import COMPLETION_PATHS
+from ponder.server.errors import PonderError, TooManyRequests, send_error
+from ponder.server.rate_limits import RateLimit, RateLimiter, key_id
 
 #: Paths that stay open with keys configured: probes must not need a secret.
 OPEN_PATHS = frozenset({"/health", "/ready"})
@@ -45,19 +47,36 @@ class BadHost(PonderError):
     code = "invalid_host"
 
 
+#: No limit of requests, tokens or concurrency.
+UNLIMITED = RateLimit()
+
+
 @dataclass(frozen=True, slots=True)
 class ApiKey:
     secret: bytes
     admin: bool
+    limit: RateLimit = UNLIMITED
+
+    @property
+    def id(self) -> str:
+        return key_id(self.secret)
 
 
 class KeyRing:
-    """Keys from settings and from a keys file: a key per line, ``admin`` after it for
-    the admin scope, ``#`` comments. The file is read again when its size or time change."""
+    """Keys from settings and from a keys file: a key per line, then ``admin`` for the
+    admin scope and ``rpm=N``, ``tpm=N``, ``concurrent=N`` for limits of its own (else
+    ``limit``'s), ``#`` comments. The file is read again when its size or time change."""
 
-    def __init__(self, keys: list[str], admin_keys: list[str], file: Path | None = None) -> None:
-        self._fixed = [ApiKey(k.encode(), False) for k in keys] + [
-            ApiKey(k.encode(), True) for k in admin_keys
+    def __init__(
+        self,
+        keys: list[str],
+        admin_keys: list[str],
+        file: Path | None = None,
+        limit: RateLimit = UNLIMITED,
+    ) -> None:
+        self.limit = limit
+        self._fixed = [ApiKey(k.encode(), False, limit) for k in keys] + [
+            ApiKey(k.encode(), True, limit) for k in admin_keys
         ]
         self._file = file
         self._stamp: tuple[int, int] | None = None
@@ -73,7 +92,7 @@ class KeyRing:
             stat = self._file.stat()
             stamp = (stat.st_size, stat.st_mtime_ns)
             if stamp != self._stamp:
-                self._from_file = read_keys_file(self._file)
+                self._from_file = read_keys_file(self._file, self.limit)
                 self._stamp = stamp
         return self._fixed + self._from_file
 
@@ -87,15 +106,32 @@ class KeyRing:
         return found
 
 
-def read_keys_file(path: Path) -> list[ApiKey]:
+_LIMIT_WORDS = {
+    "rpm": "requests_per_minute",
+    "tpm": "tokens_per_minute",
+    "concurrent": "concurrent",
+}
+
+
+def read_keys_file(path: Path, limit: RateLimit = UNLIMITED) -> list[ApiKey]:
     keys = []
     for number, line in enumerate(path.read_text().splitlines(), 1):
         words = line.split("#", 1)[0].split()
         if not words:
             continue
-        if len(words) > 2 or (len(words) == 2 and words[1] != "admin"):
-            raise ValueError(f"{path}:{number}: a key, then nothing or 'admin'")
-        keys.append(ApiKey(words[0].encode(), len(words) == 2))
+        admin, own = False, {}
+        for word in words[1:]:
+            name, _, value = word.partition("=")
+            if word == "admin":
+                admin = True
+            elif name in _LIMIT_WORDS and value.isdigit() and int(value) > 0:
+                own[_LIMIT_WORDS[name]] = int(value)
+            else:
+                raise ValueError(
+                    f"{path}:{number}: a key, then 'admin' or rpm=N, tpm=N, concurrent=N "
+                    f"(not {word!r})"
+                )
+        keys.append(ApiKey(words[0].encode(), admin, replace(limit, **own)))
     return keys
 
 
@@ -112,10 +148,17 @@ class Access:
     """ASGI middleware: the Host check, then the API key and its scope."""
 
     def __init__(
-        self, app: ASGIApp, ring: KeyRing, *, allowed_hosts: list[str], metrics_open: bool
+        self,
+        app: ASGIApp,
+        ring: KeyRing,
+        *,
+        allowed_hosts: list[str],
+        metrics_open: bool,
+        limiter: RateLimiter | None = None,
     ) -> None:
         self.app = app
         self.ring = ring
+        self.limiter = limiter
         self.allowed_hosts = allowed_hosts
         self.open_paths = OPEN_PATHS | ({"/metrics"} if metrics_open else set())
 
@@ -148,7 +191,35 @@ class Access:
         if (method, path) in ADMIN_CALLS and not key.admin:
             await send_error(send, Forbidden(f"{method} {path} needs an admin key"))
             return
-        await self.app(scope, receive, send)
+        if self.limiter is None or path not in COMPLETION_PATHS or not key.limit.any:
+            await self.app(scope, receive, send)
+            return
+        await self._limited(key, self.limiter, scope, receive, send)
+
+    async def _limited(
+        self, key: ApiKey, limiter: RateLimiter, scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        decision = await limiter.admit(key.id, key.limit)
+        if not decision.allowed:
+            retry = (b"retry-after", str(max(1, round(decision.retry_after))).encode())
+            error = TooManyRequests(decision.reason, code="rate_limit_exceeded")
+            await send_error(send, error, headers=[retry, *decision.headers])
+            return
+
+        async def with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message["headers"], *decision.headers]}
+            await send(message)
+
+        async def spend(tokens: int) -> None:
+            await limiter.spend(key.id, tokens)
+
+        # The serving layer reports what the engines spent (request.state.spend_tokens).
+        scope.setdefault("state", {})["spend_tokens"] = spend
+        try:
+            await self.app(scope, receive, with_headers)
+        finally:
+            await limiter.release(key.id, key.limit)
 
     def _host_allowed(self, host: str) -> bool:
         # No Host header (HTTP/1.0, a raw ASGI call) names no other site to rebind.

@@ -7,7 +7,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ponder.server.errors import TooManyRequests, send_error
 
-_LIMITED = ("/v1/chat/completions", "/v1/completions")
+#: The paths that order engine work.
+COMPLETION_PATHS = ("/v1/chat/completions", "/v1/completions")
 
 
 class InFlightLimit:
@@ -30,7 +31,7 @@ class InFlightLimit:
         self._gauge = gauge
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] not in _LIMITED:
+        if scope["type"] != "http" or scope["path"] not in COMPLETION_PATHS:
             await self.app(scope, receive, send)
             return
         if self.in_flight >= self.max_in_flight:

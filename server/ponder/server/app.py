@@ -23,6 +23,7 @@ from ponder.server.engines.reward import HTTPRewardModel
 from ponder.server.errors import install_error_handlers
 from ponder.server.gateway import Gateway
 from ponder.server.metrics import Metrics
+from ponder.server.rate_limits import LocalCounters, RateLimit, RateLimiter, RedisCounters
 from ponder.server.routes import router
 from ponder.server.settings import Settings
 from ponder.strategies.registry import Registry
@@ -87,6 +88,13 @@ def create_app(
     if engines is None:
         pool = engines = build_pool(settings, metrics)
     cache = build_cache(settings, metrics)
+    # Per-key counters: shared through Redis by every gateway on it, else this process's.
+    counters: LocalCounters | RedisCounters = (
+        RedisCounters(settings.redis_url, timeout=settings.cache_timeout)
+        if settings.redis_url
+        else LocalCounters()
+    )
+    limiter = RateLimiter(counters)
     reward = None
     if settings.reward_url:
         reward = HTTPRewardModel(
@@ -117,6 +125,8 @@ def create_app(
                 await cache.aclose()
             if reward is not None:
                 await reward.aclose()
+            if isinstance(counters, RedisCounters):
+                await counters.aclose()
 
     app = FastAPI(title="Ponder", version="0.1.0", lifespan=lifespan)
     app.state.gateway = gateway
@@ -131,9 +141,19 @@ def create_app(
     # Outermost: a request that may not be served costs no admission and no body read.
     app.add_middleware(
         Access,
-        ring=KeyRing(settings.api_keys, settings.admin_api_keys, settings.api_keys_file),
+        ring=KeyRing(
+            settings.api_keys,
+            settings.admin_api_keys,
+            settings.api_keys_file,
+            limit=RateLimit(
+                requests_per_minute=settings.key_requests_per_minute,
+                tokens_per_minute=settings.key_tokens_per_minute,
+                concurrent=settings.key_concurrent_requests,
+            ),
+        ),
         allowed_hosts=settings.allowed_hosts or default_allowed_hosts(settings.host),
         metrics_open=settings.metrics_open,
+        limiter=limiter,
     )
     return app
 

@@ -123,6 +123,7 @@ class CompletionServing:
             return error_response(error)
         finally:
             record_request(self.metrics, plan, status, started, outcome)
+            await _spent(request, outcome)
 
     async def _serve_stream(self, plan: Plan, request: Request, started: float) -> Response:
         queue: asyncio.Queue[bytes | _Finished] = asyncio.Queue()
@@ -193,6 +194,7 @@ class CompletionServing:
             finally:
                 await cancel(task)
                 record_request(self.metrics, plan, status, started, outcome, first_text=first_text)
+                await _spent(request, outcome)
 
         return event_stream(body(), cache="miss")
 
@@ -237,3 +239,11 @@ class CompletionServing:
                 )
 
         return event_stream(body(), cache="hit")
+
+
+async def _spent(request: Request, outcome: Outcome | None) -> None:
+    """Tell the key's rate limits (when it has some) what the engines spent."""
+    spend = getattr(request.state, "spend_tokens", None)
+    if spend is not None and outcome is not None:
+        usage = outcome.run.usage
+        await spend(usage.prompt_tokens + usage.completion_tokens)

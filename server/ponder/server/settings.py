@@ -76,6 +76,15 @@ class Settings(BaseSettings):
         None, description="a key per line, 'admin' after it for the admin scope; re-read on change"
     )
     metrics_open: bool = Field(True, description="/metrics needs no key (keys configured)")
+    key_requests_per_minute: int | None = Field(
+        None, ge=1, description="completions a key may ask per minute (keys file: rpm=N)"
+    )
+    key_tokens_per_minute: int | None = Field(
+        None, ge=1, description="engine tokens a key may spend per minute (keys file: tpm=N)"
+    )
+    key_concurrent_requests: int | None = Field(
+        None, ge=1, description="completions a key may have at once (keys file: concurrent=N)"
+    )
     allowed_hosts: Annotated[list[str], NoDecode] | None = Field(
         None,
         description="Host header values answered (* for any); default: the loopback names "
