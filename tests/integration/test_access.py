@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from openai.types.chat import ChatCompletionMessageParam
 
 from ponder.server.engines.managed import ManagedEngine
 from tests.integration.conftest import MODEL, gateway_process
+from tests.integration.services import RedisServer
 
 QUESTION: list[ChatCompletionMessageParam] = [{"role": "user", "content": "What is 2 plus 2?"}]
 
@@ -59,3 +61,34 @@ def test_probes_stay_open_and_results_need_an_admin(keyed_gateway: ManagedEngine
     )
     assert refused.status_code == 403
     assert refused.json()["error"]["code"] == "insufficient_scope"
+
+
+def test_two_gateways_on_one_redis_share_a_keys_budget(
+    llamacpp: ManagedEngine, logs: Path, tmp_path: Path
+) -> None:
+    keys = tmp_path / "keys.txt"
+    keys.write_text("sk-limited rpm=3\n")
+    with RedisServer(tmp_path / "redis") as redis:
+        args = [
+            "--engine-url",
+            llamacpp.url + "/v1",
+            "--redis-url",
+            redis.url,
+            "--api-keys-file",
+            str(keys),
+            "--no-cache",
+        ]
+        with gateway_process(logs, *args) as first, gateway_process(logs, *args) as second:
+            # Counts are per clock minute: start well inside one.
+            while 60 - time.time() % 60 < 15:
+                time.sleep(0.5)
+            for gateway in (first, second, first):
+                client(gateway, "sk-limited").chat.completions.create(
+                    model=MODEL, messages=QUESTION, max_tokens=2
+                )
+            with pytest.raises(openai.RateLimitError) as error:  # three a minute, in all
+                client(second, "sk-limited").chat.completions.create(
+                    model=MODEL, messages=QUESTION, max_tokens=2
+                )
+    assert error.value.response.headers["retry-after"]
+    assert error.value.body["code"] == "rate_limit_exceeded"  # type: ignore[index]

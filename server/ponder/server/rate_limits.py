@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -101,12 +102,15 @@ class RedisCounters:
 
 
 class RateLimiter:
+    #: Wall-clock seconds: windows are clock minutes, the same on every gateway.
+    clock: Callable[[], float] = staticmethod(time.time)
+
     def __init__(self, counters: Counters, *, prefix: str = "ponder:rl") -> None:
         self.counters = counters
         self.prefix = prefix
 
     def _names(self, key_id: str) -> tuple[str, str, str, float]:
-        now = time.time()
+        now = self.clock()
         window = int(now // WINDOW_SECONDS)
         reset = (window + 1) * WINDOW_SECONDS - now
         base = f"{self.prefix}:{key_id}"

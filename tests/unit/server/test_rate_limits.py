@@ -13,7 +13,7 @@ import pytest
 from ponder.server.access import read_keys_file
 from ponder.server.app import create_app
 from ponder.server.engines.provider import StaticEngines
-from ponder.server.rate_limits import RateLimit
+from ponder.server.rate_limits import RateLimit, RateLimiter
 from ponder.server.settings import Settings
 from ponder.strategies.testing import ScriptedEngine
 
@@ -30,6 +30,12 @@ async def client_for(
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as client:
         yield client
+
+
+@pytest.fixture(autouse=True)
+def one_minute(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every request of a test falls in one window, however the clock turns."""
+    monkeypatch.setattr(RateLimiter, "clock", staticmethod(lambda: 6_000_030.0))
 
 
 def bearer(key: str) -> dict[str, str]:
