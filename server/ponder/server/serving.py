@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 from fastapi import Request
@@ -47,6 +47,7 @@ __all__ = ["CACHE_HEADER", "CompletionServing"]
 @dataclass
 class _Finished:
     outcome: Outcome | None = None
+    response: CompletionResponse | None = None
     error: PonderError | None = None
 
 
@@ -70,6 +71,9 @@ class CompletionServing:
             settings, engines, registry, caching=cache is not None, reward_model=reward is not None
         )
         self.runner = Runner(engines, cache, settings.limits, settings.resources, reward)
+        #: Cache keys being computed now, and when each is done: identical requests that
+        #: arrive meanwhile wait for the first instead of computing it again.
+        self._computing: dict[str, asyncio.Event] = {}
 
     async def handle(self, body: CompletionBody, request: Request) -> Response:
         """Plan the request and serve it, from the cache when it can; failures are OpenAI errors."""
@@ -84,6 +88,13 @@ class CompletionServing:
             return error_response(error)
         key = plan.caching.lookup_key
         if self.cache is not None and key is not None:
+            computing = self._computing.get(key)
+            if computing is not None:
+                try:
+                    await unless_client_leaves(computing.wait(), request)
+                except ClientGone:
+                    record_request(self.metrics, plan, 499, started, None)
+                    return Response(status_code=499)
             stored = await self.cache.get(key, level="response")
             if stored is not None:
                 return self._serve_cached(plan, plan.endpoint.parse(json.loads(stored)), started)
@@ -91,9 +102,26 @@ class CompletionServing:
             error = NoEngineReady("no engine is ready")
             record_request(self.metrics, plan, error.status, started, None)
             return error_response(error)
+        done = self._leading(key)
         if plan.stream:
-            return await self._serve_stream(plan, request, started)
-        return await self._serve(plan, request, started)
+            return await self._serve_stream(plan, request, started, done)
+        try:
+            return await self._serve(plan, request, started)
+        finally:
+            done()
+
+    def _leading(self, key: str | None) -> Callable[[], None]:
+        """Mark ``key`` as being computed (when no one else is); what ends that."""
+        if key is None or self.cache is None or key in self._computing:
+            return lambda: None
+        event = self._computing[key] = asyncio.Event()
+
+        def done() -> None:
+            if self._computing.get(key) is event:
+                del self._computing[key]
+            event.set()
+
+        return done
 
     def _response(self, plan: Plan, outcome: Outcome) -> CompletionResponse:
         return response_of(plan, outcome, caching=self.cache is not None)
@@ -125,7 +153,19 @@ class CompletionServing:
             record_request(self.metrics, plan, status, started, outcome)
             await _spent(request, outcome)
 
-    async def _serve_stream(self, plan: Plan, request: Request, started: float) -> Response:
+    async def _serve_stream(
+        self, plan: Plan, request: Request, started: float, done: Callable[[], None]
+    ) -> Response:
+        """``done`` is called once the answer is computed (or failed), whichever way."""
+        try:
+            return await self._stream(plan, request, started, done)
+        except BaseException:
+            done()
+            raise
+
+    async def _stream(
+        self, plan: Plan, request: Request, started: float, done: Callable[[], None]
+    ) -> Response:
         queue: asyncio.Queue[bytes | _Finished] = asyncio.Queue()
         chunks = ChunkWriter(
             plan.endpoint,
@@ -150,9 +190,14 @@ class CompletionServing:
             except Exception as exc:
                 await queue.put(_Finished(error=to_ponder_error(exc)))
                 return
-            await queue.put(_Finished(outcome=outcome))
+            # Stored here, not where the stream ends: identical requests waiting for this
+            # one read it as soon as it is computed, whether or not the stream is read.
+            response = self._response(plan, outcome)
+            await self._remember(plan, response, outcome)
+            await queue.put(_Finished(outcome=outcome, response=response))
 
         task = asyncio.create_task(produce())
+        task.add_done_callback(lambda _: done())
         try:
             first = await unless_client_leaves(queue.get(), request)
         except ClientGone:
@@ -176,16 +221,15 @@ class CompletionServing:
                     yield sse.event(item.error.envelope())
                     yield sse.DONE
                     return
-                outcome = item.outcome
+                outcome, response = item.outcome, item.response
                 assert outcome is not None
-                response = self._response(plan, outcome)
+                assert response is not None
                 endings = [
                     plan.endpoint.ending(i, a, chunks.started(i), plan.shape.logprobs)
                     for i, a in enumerate(outcome.run.answers)
                 ]
                 if first_text is None and any(end.text for end in endings):
                     first_text = time.perf_counter()
-                await self._remember(plan, response, outcome)
                 for event in chunks.ending(endings, response.usage, response.ponder):
                     yield event
             except asyncio.CancelledError:

@@ -7,6 +7,7 @@ tests/integration/test_cache.py.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -189,4 +190,47 @@ async def test_with_the_cache_off_nothing_is_cached(
             response = await client.post(CHAT, json=chat_body(temperature=0))
             assert response.headers["x-ponder-cache"] == "miss"
             assert "cache" not in response.json()["ponder"]
+    assert len(engine.calls) == 2
+
+
+@pytest.mark.parametrize("leader_streams", [False, True])
+async def test_identical_misses_at_once_are_computed_once(
+    client: httpx.AsyncClient, engine: ScriptedEngine, leader_streams: bool
+) -> None:
+    engine.delay = 0.2  # the first is still computing when the others arrive
+    body = chat_body(temperature=0, max_tokens=20)
+    leader = asyncio.create_task(client.post(CHAT, json={**body, "stream": leader_streams}))
+    await asyncio.sleep(0.05)
+    followers = await asyncio.gather(
+        *(client.post(CHAT, json={**body, "stream": i % 2 == 1}) for i in range(19))
+    )
+    first = await leader
+    assert len(engine.calls) == 1
+    assert first.headers["x-ponder-cache"] == "miss"
+    assert [f.headers["x-ponder-cache"] for f in followers] == ["hit"] * 19
+    text = (
+        streamed_text(first) if leader_streams else first.json()["choices"][0]["message"]["content"]
+    )
+    for i, follower in enumerate(followers):
+        got = (
+            streamed_text(follower)
+            if i % 2
+            else follower.json()["choices"][0]["message"]["content"]
+        )
+        assert got == text
+
+
+async def test_followers_compute_for_themselves_when_the_first_stores_nothing(
+    client: httpx.AsyncClient, engine: ScriptedEngine
+) -> None:
+    engine.delay = 0.2
+    # An adaptive vote depends on which samples finish first: never stored.
+    ponder = {"strategy": "self_consistency", "n": 2, "adaptive": True}
+    body = chat_body(seed=1, max_tokens=20, ponder=ponder)
+    leader = asyncio.create_task(client.post(CHAT, json=body))
+    await asyncio.sleep(0.05)
+    follower = await client.post(CHAT, json=body)
+    assert (await leader).headers["x-ponder-cache"] == "miss"
+    assert follower.status_code == 200
+    assert follower.headers["x-ponder-cache"] == "miss"
     assert len(engine.calls) == 2
