@@ -143,3 +143,30 @@ def test_vllm_model_starts_a_pooled_vllm_engine(gguf: Path, logs: Path) -> None:
     while group_members(engines[0]):  # each engine has a process group of its own
         assert time.monotonic() < deadline, "vLLM's processes outlived the gateway"
         time.sleep(0.2)
+
+
+def test_sigterm_lets_a_stream_in_flight_finish(llamacpp: ManagedEngine, logs: Path) -> None:
+    gateway = gateway_process(logs, "--engine-url", llamacpp.url + "/v1", "--no-cache")
+    gateway.start()
+    try:
+        gateway.wait_ready()
+        assert gateway.process is not None
+        client = openai.OpenAI(base_url=gateway.url + "/v1", api_key="-", max_retries=0)
+        stream = client.chat.completions.create(
+            model=MODEL,
+            messages=QUESTION,
+            max_tokens=96,
+            stream=True,
+            extra_body={"ignore_eos": True},  # long enough to be cut, were it cut
+        )
+        chunks = iter(stream)
+        first = next(chunks)
+        os.kill(gateway.process.pid, signal.SIGTERM)
+        rest = list(chunks)
+        finish = [c.choices[0].finish_reason for c in [first, *rest] if c.choices]
+        assert finish[-1] == "length"  # the whole answer, not a cut stream
+        gateway.process.wait(timeout=30)  # and then the gateway stops
+        with pytest.raises(httpx.ConnectError):
+            httpx.get(gateway.url + "/health", timeout=2)
+    finally:
+        gateway.stop()

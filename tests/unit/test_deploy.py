@@ -332,3 +332,14 @@ def test_the_dockerfile_is_multi_stage_non_root_and_checks_health() -> None:
     assert "HEALTHCHECK" in text
     assert "/health" in text
     assert 'ENTRYPOINT ["ponder", "serve"]' in text
+
+
+def test_the_gateway_drains_within_its_termination_grace() -> None:
+    pod = by_kind(render("gateway.shutdownGraceSeconds=40"), "Deployment", "gateway")["spec"][
+        "template"
+    ]["spec"]
+    container = pod["containers"][0]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["PONDER_SHUTDOWN_GRACE_SECONDS"] == "40"
+    assert container["lifecycle"]["preStop"]["exec"]["command"] == ["sleep", "5"]
+    assert pod["terminationGracePeriodSeconds"] == 5 + 40 + 5

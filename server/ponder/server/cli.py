@@ -204,6 +204,8 @@ def serve(
             # The standard loop: under uvloop, a client's disconnect does not
             # reach the engine connection it was streaming from (see http_engine).
             "loop": "asyncio",
+            # SIGTERM: stop accepting, let what is in flight finish, up to the grace.
+            "timeout_graceful_shutdown": max(1, round(settings.shutdown_grace_seconds)),
         }
         if settings.workers == 1:
             uvicorn.run(create_app(settings), **common)

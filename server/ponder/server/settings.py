@@ -49,6 +49,11 @@ class Settings(BaseSettings):
     port: int = Field(8000, ge=0, le=65535)
     log_level: str = "info"
     max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024, description="largest request body")
+    shutdown_grace_seconds: float = Field(
+        30.0,
+        ge=0,
+        description="on SIGTERM, in-flight requests may finish this long before they are cut",
+    )
     body_timeout_seconds: float = Field(
         30.0, gt=0, description="a request body not all sent within this is a 408"
     )
