@@ -23,6 +23,7 @@ from ponder.server.engines.reward import HTTPRewardModel
 from ponder.server.errors import install_error_handlers
 from ponder.server.gateway import Gateway
 from ponder.server.metrics import Metrics
+from ponder.server.openapi import install_openapi
 from ponder.server.rate_limits import LocalCounters, RateLimit, RateLimiter, RedisCounters
 from ponder.server.routes import router
 from ponder.server.settings import Settings
@@ -132,6 +133,7 @@ def create_app(
     app.state.gateway = gateway
     install_error_handlers(app)
     app.include_router(router)
+    install_openapi(app)
     limits = settings.limits
     app.add_middleware(InFlightLimit, max_in_flight=limits.max_in_flight, gauge=metrics.in_flight)
     # Outside admission: a body is read (or refused) before the request takes a place.
