@@ -328,3 +328,22 @@ def test_confidence_filtered_voting_cuts_samples_at_the_engine(
     trace = info(completion)["trace"]
     assert usage.completion_tokens == sum(c["completion_tokens"] for c in trace)
     assert generated <= usage.completion_tokens + 8 * details["cancelled"]
+
+
+def test_a_pdr_draft_quorum_distills_what_finished(client: openai.OpenAI) -> None:
+    completion = client.chat.completions.create(
+        model=MODEL,
+        messages=QUESTION,
+        max_tokens=64,
+        extra_body={
+            "ponder": {"strategy": "pdr", "schedule": [4, 1], "draft_quorum": 0.5, "trace": True}
+        },
+    )
+    trace = info(completion)["trace"]
+    drafts = [c for c in trace if c["role"] == "draft" and c["round"] == 1]
+    assert len(drafts) == 4
+    cut = [c for c in drafts if (c["meta"] or {}).get("cancelled")]
+    assert len(cut) == info(completion)["details"]["rounds"][0].get("cancelled", 0) <= 2
+    usage = completion.usage
+    assert usage is not None
+    assert usage.completion_tokens == sum(c["completion_tokens"] for c in trace)

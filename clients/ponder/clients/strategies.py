@@ -150,6 +150,8 @@ class PDR(Scoring):
     k: int = Field(2, ge=1, le=16)
     scorer: Literal["agreement", "verify", "judge", "reward", "confidence"] = "agreement"
     workspace_tokens: int = Field(1024, ge=32, le=32768)
+    #: Share of a round's drafts it waits for; the rest are cancelled.
+    draft_quorum: float = Field(1.0, gt=0.0, le=1.0)
     summary_max_tokens: int | None = Field(None, ge=1, le=32768)
     summary_input_tokens: int = Field(1024, ge=64, le=131072)
     #: Skip the rounds left once a round's drafts all state the same answer.

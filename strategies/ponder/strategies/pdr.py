@@ -12,6 +12,7 @@ draft of the last round is the answer, streamed to a streaming client.
 from __future__ import annotations
 
 import asyncio
+import math
 from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -28,7 +29,7 @@ from ponder.strategies.base import (
     StrategyResult,
 )
 from ponder.strategies.details import Details, WorkspaceInfo
-from ponder.strategies.engine import Choice, Sampling
+from ponder.strategies.engine import ABORTED, Choice, Prompt, Sampling
 from ponder.strategies.limits import Limits
 from ponder.strategies.prompts import AnswerFormat
 from ponder.strategies.scorers import ScoringParams, make_scorer
@@ -69,6 +70,13 @@ class PDRParams(DraftingParams, ScoringParams, EarlyExitParams):
         le=32768,
         description="bound of a workspace, in the engine's tokens; top-k and random-k give "
         "each kept draft a share, its conclusion kept",
+    )
+    draft_quorum: float = Field(
+        1.0,
+        gt=0.0,
+        le=1.0,
+        description="share of a round's drafts it waits for before distilling; the rest are "
+        "cancelled at the engine (rounds whose drafts share one workspace)",
     )
     summary_max_tokens: int | None = Field(
         None,
@@ -124,6 +132,8 @@ class PDRRound(BaseModel):
     #: Global summary: the drafts as the summary call read them, each within its share.
     summary_input: WorkspaceInfo | None = None
     workspaces: list[WorkspaceInfo]
+    #: With draft_quorum below 1: drafts cancelled once the quorum had finished.
+    cancelled: int | None = None
 
 
 class PDRDetails(Details):
@@ -185,19 +195,13 @@ class PDR(Strategy[PDRParams]):
                         )
                     ]
                 else:
-                    generation = await ctx.generate(
-                        prompt,
-                        role="draft",
-                        round=round_,
-                        n=degree,
-                        sampling=sampling,
-                        annotate=note,
-                    )
-                    drafts = list(generation.choices)
+                    drafts = await self._shared_drafts(ctx, prompt, degree, round_, sampling, note)
             else:
                 drafts = await self._per_call_drafts(ctx, workspaces, round_)
             if last:
                 break
+            cancelled = sum(1 for draft in drafts if draft.finish_reason == ABORTED)
+            drafts = [draft for draft in drafts if draft.finish_reason != ABORTED]
             agreement = self._agreement(drafts)
             if agreement is not None:
                 await ctx.progress(
@@ -212,6 +216,8 @@ class PDR(Strategy[PDRParams]):
             workspaces, distilled = await self._distill(
                 ctx, drafts, schedule[round_], round_, degree
             )
+            if cancelled:
+                distilled = distilled.model_copy(update={"cancelled": cancelled})
             rounds.append(distilled)
             await _show(ctx, workspaces, round_)
         answer = drafts[0]
@@ -219,6 +225,43 @@ class PDR(Strategy[PDRParams]):
             answers=[Answer.from_choice(answer, self.params.answer_format)],
             details=PDRDetails(rounds=rounds),
         )
+
+    async def _shared_drafts(
+        self,
+        ctx: StrategyContext,
+        prompt: Prompt,
+        degree: int,
+        round_: int,
+        sampling: Sampling,
+        note: Annotate,
+    ) -> list[Choice]:
+        """A round's drafts in one batched call; with a quorum below 1, the call ends once
+        that share has finished (the rest cancelled at the engine, marked in the trace)."""
+        need = math.ceil(self.params.draft_quorum * degree)
+        if need >= degree:
+            generation = await ctx.generate(
+                prompt, role="draft", round=round_, n=degree, sampling=sampling, annotate=note
+            )
+            return list(generation.choices)
+        finished: set[int] = set()
+
+        def done(index: int, _: Choice) -> bool:
+            finished.add(index)
+            return len(finished) >= need
+
+        def marked(choice: Choice) -> dict[str, Any]:
+            return {"cancelled": True} if choice.finish_reason == ABORTED else note(choice)
+
+        generation = await ctx.generate_until(
+            prompt,
+            role="draft",
+            round=round_,
+            n=degree,
+            done=done,
+            sampling=sampling,
+            annotate=marked,
+        )
+        return list(generation.choices)
 
     def _agreement(self, drafts: list[Choice]) -> str | None:
         """With early_exit, the answer every draft states, if they all state one."""

@@ -236,3 +236,19 @@ async def test_a_large_workspace_does_not_pass_the_cap_to_the_summary_call() -> 
     ctx.limits = Limits(max_tokens_per_call=500)
     await PDR(PDRParams(schedule=[2, 1], workspace_tokens=8192)).run(ctx)
     assert engine.calls[1].sampling.max_tokens == 500
+
+
+async def test_a_draft_quorum_distills_the_first_drafts_and_cancels_the_rest() -> None:
+    # Shorter drafts finish first in the scripted engine: drafts 0 and 1 of 4.
+    engine = ScriptedEngine(
+        script=lambda prompt, index: " ".join(["step"] * (5 + 10 * index)) + " The answer is 7."
+    )
+    ctx = context(engine)
+    params = PDRParams(schedule=[4, 1], draft_quorum=0.5, trace=True)
+    result = await PDR(params).run(ctx)
+    assert [(c.kind, c.n) for c in engine.calls][0] == ("generate_until", 4)
+    assert details_json(result)["rounds"][0]["cancelled"] == 2
+    drafts = [r for r in ctx.budget.records if r.role == "draft" and r.round == 1]
+    assert [r.meta.get("cancelled", False) for r in drafts] == [False, False, True, True]
+    summary = next(r for r in ctx.budget.records if r.role == "distill")
+    assert summary.prompt.count("The answer is 7.") == 2  # only the finished drafts
