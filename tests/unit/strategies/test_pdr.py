@@ -246,7 +246,7 @@ async def test_a_draft_quorum_distills_the_first_drafts_and_cancels_the_rest() -
     ctx = context(engine)
     params = PDRParams(schedule=[4, 1], draft_quorum=0.5, trace=True)
     result = await PDR(params).run(ctx)
-    assert [(c.kind, c.n) for c in engine.calls][0] == ("generate_until", 4)
+    assert (engine.calls[0].kind, engine.calls[0].n) == ("generate_until", 4)
     assert details_json(result)["rounds"][0]["cancelled"] == 2
     drafts = [r for r in ctx.budget.records if r.role == "draft" and r.round == 1]
     assert [r.meta.get("cancelled", False) for r in drafts] == [False, False, True, True]
