@@ -52,4 +52,5 @@ fi
 ruff check .
 ruff format --check .
 mypy
-python -m pytest "$@"
+# The slowest tests are listed, so that the suite's time can be watched.
+python -m pytest --durations=25 "$@"
