@@ -1,4 +1,4 @@
-"""The trade-off figure: accuracy against latency, sequential tokens and total tokens.
+"""The trade-off figure: accuracy against latency, sequential tokens and all tokens (B_total).
 
 One marker per configuration with its 95% interval as an error bar, one colour
 per strategy (the legend names them), every configuration labelled; the
@@ -72,7 +72,7 @@ def plot(summaries: Sequence[Summary], path: Path, title: str) -> list[str]:
             "mean sequential tokens per problem",
             [s.sequential_tokens_mean for s in summaries],
         ),
-        (axes[2], "mean total tokens per problem (cost)", [s.all_tokens_mean for s in summaries]),
+        (axes[2], "mean all tokens per problem (cost)", [s.all_tokens_mean for s in summaries]),
     )
     for ax, xlabel, costs in panels:
         for i, summary in enumerate(summaries):

@@ -184,7 +184,7 @@ def table(summaries: Sequence[Summary], title: str) -> Table:
         "accuracy (95% CI)",
         "latency mean / p50 / p95 s",
         "sequential tok",
-        "total tok",
+        "all tok (B_total)",
         "calls",
         "errors",
     ):
@@ -209,7 +209,7 @@ def markdown(summaries: Sequence[Summary], against: Sequence[Paired | None] | No
     paired_columns = against is not None and any(p is not None for p in against)
     head = (
         "| configuration | n | accuracy (95% CI) | latency mean / p50 / p95 (s) "
-        "| sequential tokens | total tokens | calls | errors |"
+        "| sequential tokens (B_seq) | all tokens (B_total) | calls | errors |"
     )
     rule = "| --- | --: | --: | --: | --: | --: | --: | --: |"
     if paired_columns:
