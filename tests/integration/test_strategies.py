@@ -265,6 +265,26 @@ def test_adaptive_self_consistency_cancels_the_rest_at_the_engine(
         "answer_format": "free",
         "trace": True,
     }
+    completion, details, generated = run_until_some_are_cut(client, served, ponder)
+    assert details["stopped"] in ("confident", "unbeatable")
+    assert details["cancelled"] >= 1
+    assert details["finished"] + details["cancelled"] == 6
+    usage = completion.usage
+    assert usage is not None
+    trace = info(completion)["trace"]
+    assert usage.completion_tokens == sum(c["completion_tokens"] for c in trace)
+    # The engine generated what Ponder counted (and a few tokens per cut sample that were
+    # on their way), not the cut samples' remaining tokens.
+    assert generated <= usage.completion_tokens + 8 * details["cancelled"]
+    assert usage.completion_tokens < 6 * 128
+
+
+def run_until_some_are_cut(
+    client: openai.OpenAI, served: Served, ponder: dict[str, Any]
+) -> tuple[Any, dict[str, Any], float]:
+    """The completion, its details and the tokens the engine generated for it, tried up to
+    three times for a run that cut samples (a run where every sample ended at the same step
+    cuts none)."""
     for _ in range(3):
         before = served.generation_tokens()
         completion = client.chat.completions.create(
@@ -275,16 +295,7 @@ def test_adaptive_self_consistency_cancels_the_rest_at_the_engine(
         details = info(completion)["details"]
         if details["cancelled"]:
             break
-    assert details["stopped"] in ("confident", "unbeatable")
-    assert details["finished"] + details["cancelled"] == 6
-    usage = completion.usage
-    assert usage is not None
-    trace = info(completion)["trace"]
-    assert usage.completion_tokens == sum(c["completion_tokens"] for c in trace)
-    # The engine generated what Ponder counted (and a few tokens per cut sample that were
-    # on their way), not the cut samples' remaining tokens.
-    assert generated <= usage.completion_tokens + 8 * details["cancelled"]
-    assert usage.completion_tokens < 6 * 128
+    return completion, details, generated
 
 
 def wait_until_idle(served: Served, timeout: float = 10.0) -> None:
@@ -308,16 +319,7 @@ def test_confidence_filtered_voting_cuts_samples_at_the_engine(
         "confidence_window": 4,
         "trace": True,
     }
-    for _ in range(3):
-        before = served.generation_tokens()
-        completion = client.chat.completions.create(
-            model=MODEL, messages=QUESTION, max_tokens=128, extra_body={"ponder": ponder}
-        )
-        wait_until_idle(served)
-        generated = served.generation_tokens() - before
-        details = info(completion)["details"]
-        if details["cancelled"]:
-            break
+    completion, details, generated = run_until_some_are_cut(client, served, ponder)
     assert details["threshold"] > 0
     assert details["cancelled"] >= 1
     assert details["finished"] + details["cancelled"] == 4
