@@ -51,6 +51,9 @@ class ChatOptions(TypedDict, total=False):
     #: How much of the work behind the answer to show (``reasoning_content``): "none",
     #: "summary" (the server's default: progress notes and workspaces) or "full".
     reasoning: Literal["none", "summary", "full"]
+    #: What the answer may cost: ``latency_s``, ``sequential_tokens``, ``all_tokens``. With no
+    #: strategy the server picks the configuration (``ponder.details["budget"]`` says which).
+    budget: Mapping[str, float]
     #: Any other body field, sent as is.
     extra: Mapping[str, Any]
 
@@ -90,6 +93,9 @@ def chat_body(
         if reasoning not in ("none", "summary", "full"):
             raise ValueError("reasoning must be 'none', 'summary' or 'full'")
         ponder["reasoning"] = reasoning
+    budget = options.get("budget")
+    if budget is not None:
+        ponder["budget"] = dict(budget)
     if ponder:
         body["ponder"] = ponder
     if stream:

@@ -21,6 +21,7 @@ from ponder.server.engines.provider import EngineProvider
 from ponder.server.engines.retry import RetryPolicy
 from ponder.server.engines.reward import HTTPRewardModel
 from ponder.server.errors import install_error_handlers
+from ponder.server.frontier import FileFrontier, FrontierStore, RedisFrontier, read_report
 from ponder.server.gateway import Gateway
 from ponder.server.metrics import Metrics
 from ponder.server.openapi import install_openapi
@@ -76,6 +77,13 @@ def build_cache(settings: Settings, metrics: Metrics) -> Cache | None:
     )
 
 
+def build_frontier(settings: Settings) -> FrontierStore:
+    """Where evaluation results are kept: Redis when ``redis_url`` is set, else a file."""
+    if settings.redis_url:
+        return RedisFrontier(settings.redis_url, timeout=settings.cache_timeout)
+    return FileFrontier(settings.frontier_path)
+
+
 def create_app(
     settings: Settings,
     *,
@@ -104,6 +112,7 @@ def create_app(
             timeout=settings.engine_timeout,
             api_key=settings.engine_api_key,
         )
+    frontier = build_frontier(settings)
     gateway = Gateway(
         settings=settings,
         engines=engines,
@@ -111,15 +120,21 @@ def create_app(
         metrics=metrics,
         cache=cache,
         reward=reward,
+        frontier=frontier,
     )
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         if pool is not None:
             await pool.start()
+        for path in settings.frontier:
+            report = read_report(path)
+            gateway.evals.record(report)
+            await frontier.save(report)
         try:
             yield
         finally:
+            await frontier.aclose()
             if pool is not None:
                 await pool.aclose()
             if cache is not None:

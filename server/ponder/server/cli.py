@@ -143,6 +143,16 @@ def serve(
         Path | None,
         typer.Option(help="keys, one per line ('admin' after a key for the admin scope)"),
     ] = None,
+    frontier: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--frontier",
+            help="a frontier.json `ponder eval` wrote: its results choose the configuration of "
+            "budget requests (repeat)",
+            exists=True,
+            dir_okay=False,
+        ),
+    ] = None,
     log_level: Annotated[
         str | None, typer.Option(help="debug, info, warning, error (default: info)")
     ] = None,
@@ -172,6 +182,7 @@ def serve(
             api_keys=api_key or None,
             admin_api_keys=admin_api_key or None,
             api_keys_file=api_keys_file,
+            frontier=frontier or None,
         )
     except Exception as error:
         typer.echo(f"ponder: bad settings: {error}", err=True)

@@ -9,7 +9,7 @@ sequential tokens. Labels here do come from the client, so they are checked
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
@@ -36,6 +36,11 @@ class EvalResult(BaseModel):
     mean_sequential_tokens: float = Field(ge=0.0)
     mean_all_tokens: float = Field(ge=0.0)
     items: int = Field(ge=1, description="problems graded")
+    params: dict[str, Any] | None = Field(
+        None,
+        description="the strategy's parameters: a configuration with them can be served "
+        "for a budget (ponder.budget)",
+    )
 
 
 class EvalReport(BaseModel):

@@ -8,6 +8,7 @@ from ponder.server.cache import Cache
 from ponder.server.engines.provider import EngineProvider
 from ponder.server.engines.reward import HTTPRewardModel
 from ponder.server.eval_results import EvalBoard
+from ponder.server.frontier import FrontierStore
 from ponder.server.metrics import Metrics
 from ponder.server.serving import CompletionServing
 from ponder.server.settings import Settings
@@ -24,11 +25,19 @@ class Gateway:
     cache: Cache | None = None
     #: The reward scorer's model; None when none is configured.
     reward: HTTPRewardModel | None = None
+    #: Where evaluation results are kept for budget requests; None: nowhere.
+    frontier: FrontierStore | None = None
     serving: CompletionServing = field(init=False)
     evals: EvalBoard = field(init=False)
 
     def __post_init__(self) -> None:
         self.serving = CompletionServing(
-            self.settings, self.engines, self.registry, self.metrics, self.cache, self.reward
+            self.settings,
+            self.engines,
+            self.registry,
+            self.metrics,
+            self.cache,
+            self.reward,
+            self.frontier,
         )
         self.evals = EvalBoard(self.metrics, self.settings.max_eval_series)

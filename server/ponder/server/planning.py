@@ -8,25 +8,34 @@ request it refuses costs no engine work.
 
 from __future__ import annotations
 
+import logging
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ponder.server.answer_fields import ANSWER_FIELDS, answer_shape
+from ponder.server.budget_choice import BudgetInfo, choose, expected, ladder, measured
 from ponder.server.cache import CacheMode, cache_key
 from ponder.server.cache.keys import prompt_form
 from ponder.server.endpoints import CompletionBody, Endpoint, endpoint_for
 from ponder.server.engines.provider import EngineProvider
 from ponder.server.errors import InvalidRequest, ModelNotFound, NoEngineReady
+from ponder.server.eval_results import EvalReport
+from ponder.server.frontier import FrontierStore
 from ponder.server.protocol import CompletionRequest, PonderOptions
-from ponder.server.selection import Selection, select
+from ponder.server.selection import Selection, named_strategy, select
 from ponder.server.settings import Settings
-from ponder.strategies.base import Strategy
+from ponder.strategies.base import Strategy, estimated_tokens
 from ponder.strategies.engine import AnswerShape, EngineRejected, Prompt, Sampling
 from ponder.strategies.limits import Limits, OverCap
+from ponder.strategies.pace import Paces
 from ponder.strategies.reasoning import ReasoningLevel
 from ponder.strategies.registry import Registry
 from ponder.strategies.runs import Job, plan_jobs
+from ponder.strategies.user_budget import MIN_CALL_TOKENS, Deadline, UserBudget
+
+logger = logging.getLogger(__name__)
 
 #: OpenAI fields that describe the caller, not the generation: never forwarded.
 NOT_FORWARDED = frozenset(
@@ -77,6 +86,12 @@ class Plan:
     shape: AnswerShape = field(default_factory=AnswerShape)
     #: How much of the work behind the answer the response shows (``ponder.reasoning``).
     reasoning: ReasoningLevel = "none"
+    #: When a latency budget wants the answer by.
+    deadline: Deadline | None = None
+
+    @property
+    def budget(self) -> UserBudget | None:
+        return self.selection.budget
 
     @property
     def response_id(self) -> str:
@@ -94,6 +109,8 @@ class PlanBuilder:
         *,
         caching: bool,
         reward_model: bool = False,
+        frontier: FrontierStore | None = None,
+        paces: Paces | None = None,
     ) -> None:
         self.settings = settings
         self.limits: Limits = settings.limits
@@ -101,16 +118,80 @@ class PlanBuilder:
         self.registry = registry
         self.caching = caching
         self.reward_model = reward_model
+        self.frontier = frontier
+        self.paces = paces or Paces()
 
-    def _select(self, body: CompletionBody) -> Selection:
+    def _select(
+        self, body: CompletionBody, reports: Sequence[EvalReport] = (), prompt: Prompt = ""
+    ) -> Selection:
+        options = body.ponder or PonderOptions()
+
+        def chooser(budget: UserBudget) -> tuple[str, dict[str, Any], BudgetInfo]:
+            return self._choose(budget, body, reports, prompt)
+
         return select(
             model=body.model,
-            options=body.ponder or PonderOptions(),
+            options=options,
             reasoning_effort=body.reasoning_effort,
             registry=self.registry,
             default_strategy=self.settings.default_strategy,
             presets=self.settings.presets,
+            choose=chooser,
         )
+
+    def _choose(
+        self,
+        budget: UserBudget,
+        body: CompletionBody,
+        reports: Sequence[EvalReport],
+        prompt: Prompt,
+    ) -> tuple[str, dict[str, Any], BudgetInfo]:
+        candidates = measured(reports, self.registry)
+        source = "frontier"
+        if not candidates:
+            source = "ladder"
+            max_tokens = endpoint_for(body).max_tokens(body) or self.settings.default_max_tokens
+            call_tokens = min(max_tokens, self.settings.ladder_call_tokens)
+            pace = self.paces.of(body.model)
+            candidates = [
+                c
+                for c in ladder(pace, call_tokens, estimated_tokens(prompt))
+                if c.strategy in self.registry
+            ]
+            if not candidates:  # a registry without the ladder's strategies
+                return (
+                    self.settings.default_strategy,
+                    {},
+                    BudgetInfo(
+                        budget=budget.model_dump(exclude_none=True),
+                        source="ladder",
+                        config=self.settings.default_strategy,
+                        why="no rung of the default ladder is installed: the default strategy",
+                    ),
+                )
+        chosen, why = choose(budget, candidates, source)
+        info = BudgetInfo(
+            budget=budget.model_dump(exclude_none=True),
+            source="frontier" if source == "frontier" else "ladder",
+            config=chosen.config,
+            why=why,
+            expected=expected(chosen),
+        )
+        return chosen.strategy, chosen.params, info
+
+    async def reports_for(self, body: CompletionBody) -> list[EvalReport]:
+        """The evaluation results a budget may choose from (none when the request names its
+        strategy or has no budget); a frontier that cannot be read leaves the ladder."""
+        options = body.ponder or PonderOptions()
+        preset = self.settings.presets.get(body.reasoning_effort or "")
+        wants = options.budget is not None or (preset is not None and preset.budget is not None)
+        if self.frontier is None or not wants or named_strategy(body.model, options, self.registry):
+            return []
+        try:
+            return await self.frontier.reports(body.model)
+        except Exception as error:  # Redis down: the default ladder still serves
+            logger.warning("the frontier could not be read (%s): using the default ladder", error)
+            return []
 
     async def with_text_prompts(self, body: CompletionBody) -> CompletionBody:
         """``body`` with every prompt of token ids as the text the model's engine reads in
@@ -132,11 +213,11 @@ class PlanBuilder:
             ) from None
         return body.model_copy(update={"prompt": texts})
 
-    def build(self, body: CompletionBody) -> Plan:
+    def build(self, body: CompletionBody, reports: Sequence[EvalReport] = ()) -> Plan:
         endpoint = endpoint_for(body)
         prompts = endpoint.prompts(body)
         options = body.ponder or PonderOptions()
-        selection = self._select(body)
+        selection = self._select(body, reports, prompts[0] if prompts else "")
         strategy = self.registry.build(selection.strategy, selection.params)
         sampling = self._sampling(body, endpoint.max_tokens(body))
         shape = answer_shape(
@@ -152,6 +233,8 @@ class PlanBuilder:
                 param="ponder.scorer",
                 code="invalid_parameter",
             )
+        if selection.budget is not None:
+            self._check_budget(selection.budget, selection.model, prompts)
         return Plan(
             request_id=uuid.uuid4().hex,
             endpoint=endpoint,
@@ -168,7 +251,31 @@ class PlanBuilder:
             shape=shape,
             # A text completion has no field for reasoning: only its stream shows it.
             reasoning=options.reasoning if endpoint.kind == "chat" or body.stream else "none",
+            deadline=None if selection.budget is None else selection.budget.starting_now(),
         )
+
+    def _check_budget(self, budget: UserBudget, model: str, prompts: Sequence[Prompt]) -> None:
+        """Refuse a budget too small for one call: it could not even be tried."""
+        reading = max((estimated_tokens(p) for p in prompts), default=0)
+        needed = reading + MIN_CALL_TOKENS
+        for name in ("sequential_tokens", "all_tokens"):
+            tokens = getattr(budget, name)
+            if tokens is not None and tokens < needed:
+                raise InvalidRequest(
+                    f"ponder.budget.{name} {tokens} cannot hold one call: the prompt alone is "
+                    f"about {reading} tokens, and a call writes at least {MIN_CALL_TOKENS}",
+                    param=f"ponder.budget.{name}",
+                    code="invalid_value",
+                )
+        if budget.latency_s is not None:
+            one_call = self.paces.of(model).seconds_for(MIN_CALL_TOKENS)
+            if budget.latency_s < one_call:
+                raise InvalidRequest(
+                    f"ponder.budget.latency_s {budget.latency_s:g} is below what one call needs "
+                    f"on this server (about {one_call:.2f} s, as measured)",
+                    param="ponder.budget.latency_s",
+                    code="invalid_value",
+                )
 
     def _sampling(self, body: CompletionBody, max_tokens: int | None) -> Sampling:
         extra = {
@@ -270,6 +377,9 @@ class PlanBuilder:
                 "sampling": sampling.to_body(),
                 "shape": repr(shape),
                 "reasoning": options.reasoning,
+                "budget": None
+                if selection.budget is None
+                else selection.budget.model_dump(exclude_none=True),
             },
         )
         return ResponseCaching(mode, key)

@@ -21,6 +21,7 @@ from pydantic_core import PydanticCustomError
 
 from ponder.server.cache.mode import CacheMode
 from ponder.strategies.reasoning import ReasoningLevel
+from ponder.strategies.user_budget import UserBudget
 
 
 class _Lenient(BaseModel):
@@ -84,6 +85,11 @@ class PonderOptions(BaseModel):
         "summary",
         description="the work behind the answer shown as reasoning_content: none; summary "
         "(progress notes and workspaces); full (every draft, summary and critique as well)",
+    )
+    budget: UserBudget | None = Field(
+        None,
+        description="what the answer may cost: latency_s, sequential_tokens, all_tokens; "
+        "with no strategy named the server picks the configuration (ponder.details.budget)",
     )
 
     @property

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from ponder.server.endpoints import CompletionResponse
 from ponder.server.planning import Plan
 from ponder.server.protocol import (
@@ -56,10 +58,19 @@ def info_of(plan: Plan, outcome: Outcome, *, caching: bool) -> PonderInfo:
             )
             for r in run.records
         ]
-    details = None
+    details: dict[str, Any] | None = None
     if run.details:
         shown = [d.to_json() for d in run.details]
         details = shown[0] if len(shown) == 1 else {"runs": shown}
+    budget = plan.selection.budget_info
+    if budget is not None:
+        stopped = run.stopped[0] if run.stopped else None
+        details = {
+            **(details or {}),
+            "budget": budget.model_copy(update={"stopped": stopped}).model_dump(
+                mode="json", exclude_none=True
+            ),
+        }
     answers = [a.answer for a in run.answers]
     return PonderInfo(
         strategy=plan.selection.strategy,

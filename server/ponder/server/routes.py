@@ -83,8 +83,12 @@ async def strategies(request: Request) -> StrategyList:
 
 @router.post("/v1/eval/results")
 async def eval_results(report: EvalReport, request: Request) -> dict[str, int | str]:
-    """Publish an evaluation run's results as ``ponder_eval_*`` gauges on /metrics."""
-    recorded = _gateway(request).evals.record(report)
+    """Publish an evaluation run's results as ``ponder_eval_*`` gauges on /metrics, and keep
+    them in the frontier budget requests choose from."""
+    gateway = _gateway(request)
+    recorded = gateway.evals.record(report)
+    if gateway.frontier is not None:
+        await gateway.frontier.save(report)
     return {"object": "eval.results", "dataset": report.dataset, "recorded": recorded}
 
 

@@ -11,6 +11,7 @@ from ponder.strategies.base import DeltaSink
 from ponder.strategies.demos import Resources
 from ponder.strategies.engine import Engine, RewardModel
 from ponder.strategies.limits import Limits
+from ponder.strategies.pace import Paces
 from ponder.strategies.reasoning import ReasoningSink
 from ponder.strategies.runs import Run, run_jobs
 
@@ -30,6 +31,7 @@ class Runner:
     limits: Limits
     resources: Resources
     reward: RewardModel | None = None
+    paces: Paces | None = None
 
     async def run(
         self,
@@ -53,5 +55,10 @@ class Runner:
             reasoning=plan.reasoning,
             on_delta=on_delta,
             on_reasoning=on_reasoning,
+            user_budget=plan.budget,
+            deadline=plan.deadline,
+            pace=None if self.paces is None else self.paces.of(plan.selection.model),
         )
-        return Outcome(run, deterministic=caching is not None and caching.deterministic)
+        # A run its budget cut short depends on timing: never stored.
+        deterministic = caching is not None and caching.deterministic and not run.stopped
+        return Outcome(run, deterministic=deterministic)

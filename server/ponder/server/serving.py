@@ -24,6 +24,7 @@ from ponder.server.cache import Cache
 from ponder.server.endpoints import CompletionBody, CompletionResponse
 from ponder.server.engines.provider import EngineProvider
 from ponder.server.errors import NoEngineReady, PonderError, error_response, to_ponder_error
+from ponder.server.frontier import FrontierStore
 from ponder.server.metrics import Metrics
 from ponder.server.planning import Plan, PlanBuilder
 from ponder.server.request_log import record_request
@@ -39,6 +40,7 @@ from ponder.server.streaming import (
     unless_client_leaves,
 )
 from ponder.strategies.engine import RewardModel
+from ponder.strategies.pace import Paces
 from ponder.strategies.registry import Registry
 
 __all__ = ["CACHE_HEADER", "CompletionServing"]
@@ -62,15 +64,23 @@ class CompletionServing:
         metrics: Metrics,
         cache: Cache | None = None,
         reward: RewardModel | None = None,
+        frontier: FrontierStore | None = None,
     ) -> None:
         self.engines = engines
         self.metrics = metrics
         self.cache = cache
         self.keepalive = settings.stream_keepalive_seconds
+        paces = Paces(settings.assumed_tokens_per_second, settings.assumed_call_overhead_seconds)
         self.plans = PlanBuilder(
-            settings, engines, registry, caching=cache is not None, reward_model=reward is not None
+            settings,
+            engines,
+            registry,
+            caching=cache is not None,
+            reward_model=reward is not None,
+            frontier=frontier,
+            paces=paces,
         )
-        self.runner = Runner(engines, cache, settings.limits, settings.resources, reward)
+        self.runner = Runner(engines, cache, settings.limits, settings.resources, reward, paces)
         #: Cache keys being computed now, and when each is done: identical requests that
         #: arrive meanwhile wait for the first instead of computing it again.
         self._computing: dict[str, asyncio.Event] = {}
@@ -79,7 +89,8 @@ class CompletionServing:
         """Plan the request and serve it, from the cache when it can; failures are OpenAI errors."""
         started = time.perf_counter()
         try:
-            plan = self.plans.build(await self.plans.with_text_prompts(body))
+            body = await self.plans.with_text_prompts(body)
+            plan = self.plans.build(body, await self.plans.reports_for(body))
         except Exception as exc:
             error = to_ponder_error(exc)
             # Labels take no user strings: a refused request's model or

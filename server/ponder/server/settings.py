@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -18,20 +18,35 @@ from pydantic_settings import (
 
 from ponder.strategies.demos import Resources
 from ponder.strategies.limits import Limits
+from ponder.strategies.user_budget import UserBudget
 
 
 class Preset(BaseModel):
-    """A strategy configuration chosen by ``reasoning_effort``."""
+    """What ``reasoning_effort`` asks for: a budget (the server picks the configuration, as
+    for ``ponder.budget``) or a strategy configuration."""
 
-    strategy: str
+    model_config = ConfigDict(extra="forbid")
+
+    strategy: str | None = None
     params: dict[str, Any] = Field(default_factory=dict)
+    budget: UserBudget | None = None
+
+    @model_validator(mode="after")
+    def _one_way(self) -> Preset:
+        if (self.strategy is None) == (self.budget is None):
+            raise ValueError("a preset names a strategy or a budget, not both")
+        if self.params and self.strategy is None:
+            raise ValueError("params belong to a preset that names a strategy")
+        return self
 
 
 def default_presets() -> dict[str, Preset]:
+    """OpenAI's efforts as budgets: token budgets hold on any hardware, unlike seconds."""
     return {
-        "low": Preset(strategy="cot"),
-        "medium": Preset(strategy="self_consistency", params={"n": 4}),
-        "high": Preset(strategy="pdr", params={"schedule": [8, 4, 1]}),
+        "minimal": Preset(strategy="direct"),
+        "low": Preset(budget=UserBudget(all_tokens=1024)),
+        "medium": Preset(budget=UserBudget(all_tokens=4096)),
+        "high": Preset(budget=UserBudget(sequential_tokens=4096, all_tokens=16384)),
     }
 
 
@@ -188,6 +203,25 @@ class Settings(BaseSettings):
     max_all_tokens: int = Field(200_000, ge=1)
     default_max_tokens: int = Field(512, ge=1, description="per call, when a request sets none")
 
+    # Budgets (ponder.budget, reasoning_effort).
+    frontier_file: Path | None = Field(
+        None,
+        description="where evaluation results are kept when no redis_url is set "
+        "(default: <cache_dir>/frontier.json)",
+    )
+    frontier: list[Path] = Field(
+        default_factory=list, description="frontier files written by `ponder eval`, loaded at start"
+    )
+    assumed_tokens_per_second: float = Field(
+        20.0, gt=0, description="one sample's decode speed until the gateway has measured it"
+    )
+    assumed_call_overhead_seconds: float = Field(
+        0.3, ge=0, description="a call's fixed cost (queue, prefill, HTTP) until measured"
+    )
+    ladder_call_tokens: int = Field(
+        256, ge=16, description="tokens a call is assumed to write when sizing the default ladder"
+    )
+
     # Files strategies may read; requests name them, never give a path.
     demo_sets: dict[str, Path] = Field(
         default_factory=dict, description="cot few_shot demo sets: name -> JSONL file"
@@ -209,7 +243,11 @@ class Settings(BaseSettings):
             cache_dir=self.cache_dir,
         )
 
-    @field_validator("engine_urls", "engine_dns", "vllm_args", mode="before")
+    @property
+    def frontier_path(self) -> Path:
+        return self.frontier_file or self.cache_dir / "frontier.json"
+
+    @field_validator("engine_urls", "engine_dns", "vllm_args", "frontier", mode="before")
     @classmethod
     def _split_commas(cls, value: Any) -> Any:
         # PONDER_ENGINE_URLS=http://a:8000,http://b:8000 is easier to write than JSON.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -9,7 +10,7 @@ from typing import Any, ClassVar, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ponder.strategies.answers import stated
+from ponder.strategies.answers import stated, vote
 from ponder.strategies.budget import Budget, BudgetExhausted
 from ponder.strategies.demos import Resources
 from ponder.strategies.details import Details
@@ -31,8 +32,16 @@ from ponder.strategies.engine import (
     calling,
 )
 from ponder.strategies.limits import Limits
+from ponder.strategies.pace import Pace
 from ponder.strategies.prompts import AnswerFormat
 from ponder.strategies.reasoning import Reasoning
+from ponder.strategies.user_budget import (
+    MIN_CALL_TOKENS,
+    BudgetReached,
+    BudgetStop,
+    Deadline,
+    UserBudget,
+)
 
 
 class StrategyInputError(ValueError):
@@ -116,6 +125,13 @@ class StrategyContext:
     reward: RewardModel | None = None
     #: The request's fields that shape the answer (applied by ``final``; see AnswerShape).
     shape: AnswerShape = field(default_factory=AnswerShape)
+    #: What the user will spend (``ponder.budget``; None: only the server's caps hold).
+    user_budget: UserBudget | None = None
+    deadline: Deadline | None = None
+    #: How fast the engines answer (turns the time left into tokens).
+    pace: Pace = field(default_factory=Pace)
+    #: The best answers so far (:meth:`offer`): what a run stopped by its budget returns.
+    best: Sequence[Answer] | None = None
 
     @property
     def question(self) -> str:
@@ -197,16 +213,54 @@ class StrategyContext:
                 f"the request has spent its {self.budget.max_all_tokens} tokens (max_all_tokens)"
             )
 
-    def _bounded(self, sampling: Sampling, n: int = 1) -> Sampling:
-        """``sampling`` whose output bound holds to the server's per-call cap and to what the
-        request has left (shared by the call's ``n`` samples)."""
+    def offer(self, *answers: Answer) -> None:
+        """The run's best answers so far (one per answer it owes): returned as they are if its
+        budget stops it before it finishes."""
+        self.best = answers
+
+    def _bounded(self, sampling: Sampling, n: int = 1, prompt: Prompt | None = None) -> Sampling:
+        """``sampling`` whose output bound holds to the server's per-call cap, to what the
+        request has left (shared by the call's ``n`` samples) and to the user's budget."""
         bound = min(
             sampling.max_tokens or self.limits.max_tokens_per_call, self.limits.max_tokens_per_call
         )
         left = self.budget.remaining()
         if left is not None:
             bound = min(bound, max(1, left // n))
+        room = self._budget_room(prompt, n)
+        if room is not None:
+            reason, tokens = room
+            if tokens < MIN_CALL_TOKENS and self.best is not None:
+                raise BudgetReached(reason)
+            # With nothing to answer yet, the call still runs, as short as it must be.
+            bound = min(bound, max(MIN_CALL_TOKENS, tokens))
         return sampling if bound == sampling.max_tokens else replace(sampling, max_tokens=bound)
+
+    def _budget_room(self, prompt: Prompt | None, n: int) -> tuple[BudgetStop, int] | None:
+        """The tightest of the user's bounds on the next call: output tokens per sample it
+        leaves room for, and which bound that is (None: no budget)."""
+        user = self.user_budget
+        if user is None and self.deadline is None:
+            return None
+        reading = estimated_tokens(prompt)
+        rooms: list[tuple[int, BudgetStop]] = []
+        if user is not None and user.all_tokens is not None:
+            allowance = self.budget.allowance
+            spent = allowance.spent if allowance is not None else self.budget.all_tokens
+            rooms.append(((user.all_tokens - spent) // n - reading, "all_tokens"))
+        if user is not None and user.sequential_tokens is not None:
+            left = user.sequential_tokens - self.budget.sequential_tokens
+            rooms.append((left - reading, "sequential_tokens"))
+        if self.deadline is not None:
+            rooms.append((self.pace.tokens_within(self.deadline.left()), "deadline"))
+        tokens, reason = min(rooms)
+        return reason, tokens
+
+    def _paced(self, generation: Generation, started: float) -> None:
+        """Let the pace learn from a call that reached an engine."""
+        if not generation.cached and generation.choices:
+            longest = max(choice.completion_tokens for choice in generation.choices)
+            self.pace.record(time.monotonic() - started, longest)
 
     async def generate(
         self,
@@ -257,14 +311,13 @@ class StrategyContext:
         finishes and may end the call, the rest cancelled at the engine (finish reason
         ``abort``, their tokens so far counted); ``keep`` may cut a sample alone."""
         self._check_budget()
+        bounded = self._bounded(sampling or self.sampling, n, prompt)
+        started = time.monotonic()
         with calling(role):
             generation = await self.engine.generate_until(
-                prompt,
-                n=n,
-                sampling=self._bounded(sampling or self.sampling, n),
-                done=done,
-                keep=keep,
+                prompt, n=n, sampling=bounded, done=done, keep=keep
             )
+        self._paced(generation, started)
         self._record(generation, prompt, role=role, round=round, index=None, annotate=annotate)
         await self._show(generation, role=role, round=round, n=n, index=None)
         return generation
@@ -281,10 +334,11 @@ class StrategyContext:
         annotate: Annotate | None,
     ) -> Generation:
         self._check_budget()
+        bounded = self._bounded(sampling or self.sampling, n, prompt)
+        started = time.monotonic()
         with calling(role):
-            generation = await self.engine.generate(
-                prompt, n=n, sampling=self._bounded(sampling or self.sampling, n)
-            )
+            generation = await self.engine.generate(prompt, n=n, sampling=bounded)
+        self._paced(generation, started)
         self._record(generation, prompt, role=role, round=round, index=index, annotate=annotate)
         return generation
 
@@ -321,7 +375,8 @@ class StrategyContext:
             )
             return generation.choices[0]  # the answer: not shown as reasoning
         self._check_budget()
-        sampling = self._bounded(sampling)
+        sampling = self._bounded(sampling, 1, prompt)
+        started = time.monotonic()
         if prefix:
             await self.on_delta(index, prefix)
         end: StreamEnd | None = None
@@ -340,6 +395,7 @@ class StrategyContext:
             model=end.model,
             cached=end.cached,
         )
+        self._paced(generation, started)
         self._record(generation, prompt, role=role, round=round, index=index, annotate=annotate)
         return end.choice
 
@@ -389,6 +445,13 @@ class Answer:
             tokens=choice.completion_tokens,
         )
 
+    @classmethod
+    def leader(cls, choices: Sequence[Choice], fmt: AnswerFormat = "numeric") -> Answer:
+        """The first sample that reached the answer most samples state (the first sample when
+        none states one): a run's best answer before it has chosen."""
+        result = vote([stated(choice.text, fmt) for choice in choices])
+        return cls.from_choice(choices[result.winner_index or 0], fmt)
+
 
 @dataclass(frozen=True, slots=True)
 class StrategyResult:
@@ -436,6 +499,14 @@ class Strategy(ABC, Generic[P]):
 
     @abstractmethod
     async def run(self, ctx: StrategyContext) -> StrategyResult: ...
+
+
+def estimated_tokens(prompt: Prompt | None) -> int:
+    """About how many tokens an engine reads in ``prompt``, before it is sent (about four
+    characters a token, and a few for the chat template): what a budget sets aside for it."""
+    if prompt is None:
+        return 0
+    return len(render_prompt(prompt)) // 4 + 8
 
 
 def render_prompt(prompt: Prompt) -> str:

@@ -64,6 +64,7 @@ class BestOfN(Strategy[BestOfNParams]):
             sampling=scorer.prepare(ctx.candidates_sampling(ctx.sampling_for(params))),
             annotate=noting(params.answer_format),
         )
+        ctx.offer(Answer.leader(generation.choices, params.answer_format))
         await ctx.progress(f"scoring them ({params.scorer})")
         scores = await scorer.score(ctx, generation.choices, round=1)
         chosen = max(range(len(scores)), key=lambda i: (scores[i], -i))  # ties: the first

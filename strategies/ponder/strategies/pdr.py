@@ -202,6 +202,8 @@ class PDR(Strategy[PDRParams]):
                 break
             cancelled = sum(1 for draft in drafts if draft.finish_reason == ABORTED)
             drafts = [draft for draft in drafts if draft.finish_reason != ABORTED]
+            if drafts:
+                ctx.offer(Answer.leader(drafts, self.params.answer_format))
             agreement = self._agreement(drafts)
             if agreement is not None:
                 await ctx.progress(

@@ -11,8 +11,8 @@ call it with an engine and no gateway.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Awaitable, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ponder.strategies.base import (
@@ -34,7 +34,9 @@ from ponder.strategies.engine import (
     Sampling,
 )
 from ponder.strategies.limits import Limits
+from ponder.strategies.pace import Pace
 from ponder.strategies.reasoning import Reasoning, ReasoningLevel, ReasoningSink
+from ponder.strategies.user_budget import BudgetReached, BudgetStop, Deadline, UserBudget
 
 
 @dataclass
@@ -56,6 +58,8 @@ class Run:
     records: list[CallRecord]
     #: The details of each run that reported some.
     details: list[Details]
+    #: Why runs stopped short of their plan, one entry per run that did (``ponder.budget``).
+    stopped: list[BudgetStop] = field(default_factory=list)
 
 
 def plan_jobs(
@@ -85,23 +89,31 @@ async def run_jobs(
     reasoning: ReasoningLevel = "none",
     on_delta: DeltaSink | None = None,
     on_reasoning: ReasoningSink | None = None,
+    user_budget: UserBudget | None = None,
+    deadline: Deadline | None = None,
+    pace: Pace | None = None,
 ) -> Run:
     """Every job side by side; ``on_delta`` gets answer text and ``on_reasoning`` the work
     shown at ``reasoning``'s level, both by the request's choice index. Each answer carries
-    the work shown for it (``Answer.reasoning``)."""
+    the work shown for it (``Answer.reasoning``). A run that reaches ``user_budget`` (or
+    ``deadline``) answers with its best answer so far."""
     limits = limits or Limits()
     resources = resources or Resources()
     shape = shape or AnswerShape()
+    pace = pace or Pace()
+    stopped: list[BudgetStop] = []
 
     async def run_one(job: Job) -> StrategyResult:
-        sink = _numbered(on_delta, job.offset)
+        raw_sink = _numbered(on_delta, job.offset)
+        streamed = _Streamed(raw_sink)
+        sink = streamed.sink
         shown = Reasoning(reasoning, _numbered(on_reasoning, job.offset))
         reshape = shape.structured and not strategy.shapes_answer
         # echo: the answer starts with the prompt (a strategy's calls must not echo it).
         echo = job.prompt if shape.echo and isinstance(job.prompt, str) else ""
-        if echo and not strategy.shapes_answer and sink is not None:
+        if echo and not strategy.shapes_answer and raw_sink is not None:
             for index in range(job.n):
-                await sink(index, echo)
+                await raw_sink(index, echo)
         ctx = StrategyContext(
             engine=engine,
             prompt=job.prompt,
@@ -117,8 +129,22 @@ async def run_jobs(
             on_delta=_worked_answer(shown) if reshape else sink,
             reasoning=shown,
             shape=shape if strategy.shapes_answer else replace(shape, echo=False),
+            user_budget=user_budget,
+            deadline=deadline,
+            pace=pace,
         )
-        result = await strategy.run(ctx)
+        try:
+            result = await _within_deadline(strategy.run(ctx), deadline)
+        except (BudgetReached, TimeoutError) as reached:
+            reason: BudgetStop = (
+                reached.reason if isinstance(reached, BudgetReached) else "deadline"
+            )
+            stopped.append(reason)
+            await ctx.progress(f"stopped by the budget ({reason}): answering with the best so far")
+            # An answer that must take a form is not streamed as it is: the last call
+            # below writes it in that form, and runs however short it must be.
+            best = await streamed.best_so_far(ctx, job.n, stream=not reshape)
+            result, ctx.best = StrategyResult(answers=best), None
         if echo and not strategy.shapes_answer:
             result = replace(
                 result, answers=[replace(a, text=echo + a.text) for a in result.answers]
@@ -137,7 +163,50 @@ async def run_jobs(
         usage=combine_parallel([job.budget.usage() for job in jobs]),
         records=[record for job in jobs for record in job.budget.records],
         details=[result.details for result in results if result.details is not None],
+        stopped=stopped,
     )
+
+
+async def _within_deadline(
+    work: Awaitable[StrategyResult], deadline: Deadline | None
+) -> StrategyResult:
+    """``work``, cancelled at ``deadline`` (TimeoutError): the calls it was making are cut
+    at the engines, which the budget's own bounds mostly spare."""
+    if deadline is None:
+        return await work
+    loop = asyncio.get_running_loop()
+    async with asyncio.timeout_at(loop.time() + deadline.left()):
+        return await work
+
+
+class _Streamed:
+    """A run's answer sink that remembers what it sent: a run stopped by its budget answers
+    with its best so far, unless a part of an answer was already streamed."""
+
+    def __init__(self, sink: DeltaSink | None) -> None:
+        self._sink = sink
+        self.sent: dict[int, str] = {}
+        self.sink: DeltaSink | None = None if sink is None else self._send
+
+    async def _send(self, index: int, text: str) -> None:
+        assert self._sink is not None
+        self.sent[index] = self.sent.get(index, "") + text
+        await self._sink(index, text)
+
+    async def best_so_far(self, ctx: StrategyContext, n: int, *, stream: bool) -> list[Answer]:
+        """The run's answers when its budget stopped it: what was streamed stands (cut short);
+        otherwise the best answers offered, streamed now; otherwise an empty answer."""
+        best = list(ctx.best or ())
+        answers = []
+        for index in range(n):
+            if index in self.sent:
+                answers.append(Answer(self.sent[index], "length"))
+                continue
+            answer = best[index] if index < len(best) else Answer("", "length")
+            if stream and self._sink is not None and answer.text:
+                await self._send(index, answer.text)
+            answers.append(answer)
+        return answers
 
 
 async def run_strategy(

@@ -144,6 +144,7 @@ class SelfConsistency(Strategy[SelfConsistencyParams]):
         ]
         weights = None
         if scorer is not None:
+            ctx.offer(Answer.leader(generation.choices, fmt))
             weights = await scorer.score(ctx, generation.choices, round=1)
             for record, weight in zip(samples, weights, strict=True):
                 record.meta["weight"] = round(weight, 6)

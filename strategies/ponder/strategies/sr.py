@@ -69,6 +69,7 @@ class SequentialRefinement(Strategy[SRParams]):
             annotate=note,
         )
         solution = draft.choices[0]
+        ctx.offer(Answer.from_choice(solution, self.params.answer_format))
         for step in range(1, self.params.rounds + 1):
             round_ = step + 1
             analysis = None
@@ -99,6 +100,7 @@ class SequentialRefinement(Strategy[SRParams]):
                     annotate=note,
                 )
                 previous, solution = solution, refined.choices[0]
+                ctx.offer(Answer.from_choice(solution, self.params.answer_format))
                 kept = self._kept_answer(previous.text, solution.text)
                 if kept is not None:
                     await ctx.progress(f"round {round_} kept the answer {kept}: done")

@@ -49,6 +49,7 @@ async def reason_then_extract(
             logprobs=rationale.logprobs,
             tokens=rationale.completion_tokens,
         )
+    ctx.offer(Answer.from_choice(rationale, params.answer_format))
     answer_trigger = prompts.ANSWER_TRIGGERS[params.answer_format]
     second = prompts.with_demos(
         demos, prompts.extraction(ctx.question, trigger, rationale.text, answer_trigger)

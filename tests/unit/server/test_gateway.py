@@ -121,15 +121,27 @@ async def test_default_max_tokens_applies_when_the_request_sets_none(
     assert engine.calls[0].sampling.max_tokens == 512
 
 
-async def test_reasoning_effort_selects_a_preset(client: httpx.AsyncClient) -> None:
+async def test_reasoning_effort_maps_to_a_budget_the_ladder_spends(
+    client: httpx.AsyncClient,
+) -> None:
     high = (await client.post(CHAT, json=chat_body(reasoning_effort="high"))).json()
     assert high["ponder"]["strategy"] == "pdr"
     assert high["ponder"]["params"]["schedule"] == [8, 4, 1]
+    chosen = high["ponder"]["details"]["budget"]
+    assert chosen["source"] == "ladder"
+    assert chosen["budget"] == {"sequential_tokens": 4096, "all_tokens": 16384}
+    assert chosen["config"] == "pdr [8,4,1]"
     medium = (await client.post(CHAT, json=chat_body(reasoning_effort="medium"))).json()
     assert (medium["ponder"]["strategy"], medium["ponder"]["params"]["n"]) == (
         "self_consistency",
-        4,
+        8,
     )
+    assert medium["usage"]["ponder"]["all_tokens"] <= 4096
+    low = (await client.post(CHAT, json=chat_body(reasoning_effort="low"))).json()
+    assert low["ponder"]["strategy"] == "cot"
+    minimal = (await client.post(CHAT, json=chat_body(reasoning_effort="minimal"))).json()
+    assert minimal["ponder"]["strategy"] == "direct"
+    assert "budget" not in (minimal["ponder"].get("details") or {})
     bad = await client.post(CHAT, json=chat_body(reasoning_effort="extreme"))
     assert_envelope(bad, 400, "reasoning_effort")
 

@@ -34,10 +34,21 @@ class Configuration:
     params: Mapping[str, Any] = field(default_factory=dict)
 
     @property
+    def budget(self) -> Mapping[str, Any] | None:
+        """A budget configuration's budget (``strategy: budget``): the server picks what runs."""
+        if self.strategy != BUDGET:
+            return None
+        return dict(self.params.get("budget") or {})
+
+    @property
     def key(self) -> str:
         """Identifies what is run (not the name): a changed configuration is run afresh."""
         canonical = json.dumps([self.strategy, dict(self.params)], sort_keys=True)
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+#: The strategy name of a configuration that names a budget instead of a strategy.
+BUDGET = "budget"
 
 
 def describe(strategy: str, params: Mapping[str, Any]) -> str:
@@ -144,6 +155,14 @@ def _from_file(path: Path) -> tuple[list[Configuration], dict[str, list[Any]]]:
     for entry in data.get("configurations") or []:
         if isinstance(entry, str):
             entry = {"strategy": entry}
+        if isinstance(entry, dict) and "budget" in entry and "strategy" not in entry:
+            # Served by whatever the budget buys (ponder.budget, no strategy named).
+            budget = entry["budget"]
+            if not isinstance(budget, dict) or not budget:
+                raise ConfigError(f"{path}: a budget is a mapping such as {{latency_s: 10}}")
+            name = entry.get("name") or describe(BUDGET, budget)
+            configurations.append(Configuration(str(name), BUDGET, {"budget": budget}))
+            continue
         if not isinstance(entry, dict) or "strategy" not in entry:
             raise ConfigError(f"{path}: each configuration needs a strategy: {entry!r}")
         params = entry.get("params") or {}

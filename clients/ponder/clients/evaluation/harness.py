@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -19,6 +20,7 @@ from ponder.clients.evaluation.report import (
     SUMMARY_FILE,
     Paired,
     Summary,
+    frontier,
     markdown,
     paired,
     publish,
@@ -30,6 +32,7 @@ from ponder.clients.evaluation.runner import ITEMS_FILE, Runner, RunOptions, lat
 
 PLOT_FILE = "tradeoffs.png"
 REPORT_FILE = "report.md"
+FRONTIER_FILE = "frontier.json"
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +54,10 @@ class Outputs:
     @property
     def plot(self) -> Path:
         return self.folder / PLOT_FILE
+
+    @property
+    def frontier(self) -> Path:
+        return self.folder / FRONTIER_FILE
 
 
 async def evaluate(
@@ -109,10 +116,16 @@ async def evaluate(
     )
     plot(summaries, outputs.plot, title)
     console.print(table(summaries, title))
-    console.print(f"items: {outputs.items}\nsummary: {outputs.summary}\nplot: {outputs.plot}")
-    if publish_results:
+    report = frontier(dataset.name, options.model or "", summaries, configurations)
+    if report["results"]:
+        outputs.frontier.write_text(json.dumps(report, indent=1) + "\n")
+    console.print(
+        f"items: {outputs.items}\nsummary: {outputs.summary}\nplot: {outputs.plot}\n"
+        f"frontier (ponder serve --frontier): {outputs.frontier}"
+    )
+    if publish_results and report["results"]:
         try:
-            publish(server, dataset.name, summaries, api_key, model=options.model or "")
+            publish(server, report, api_key)
         except httpx.HTTPError as error:  # the results are on disk; the metrics can wait
             console.print(f"[yellow]could not publish the results to {server}: {error}[/]")
         else:

@@ -246,38 +246,46 @@ def label(text: str) -> str:
     return _LABEL.sub("_", text)[:80] or "_"
 
 
-def publish(
-    server: str,
+def frontier(
     dataset: str,
+    model: str,
     summaries: Sequence[Summary],
-    api_key: str | None,
-    *,
-    model: str = "",
-) -> None:
-    """POST the summaries to the server's /v1/eval/results (its ``ponder_eval_*`` gauges)."""
-    results = [
-        {
-            "strategy": label(s.strategy),
-            "config": label(s.config),
-            "accuracy": s.accuracy,
-            "accuracy_ci_low": s.ci_low,
-            "accuracy_ci_high": s.ci_high,
-            "mean_latency_seconds": s.latency_mean_s,
-            "mean_sequential_tokens": s.sequential_tokens_mean,
-            "mean_all_tokens": s.all_tokens_mean,
-            "items": s.items,
-        }
-        for s in summaries
-    ]
+    configurations: Sequence[Configuration],
+) -> dict[str, Any]:
+    """The results as the server keeps them (``POST /v1/eval/results``, ``ponder serve
+    --frontier``): with each configuration's parameters, so a budget can choose it."""
+    params = {c.name: dict(c.params) for c in configurations}
+    return {
+        "dataset": label(dataset),
+        "model": label(model or "unknown"),
+        "results": [
+            {
+                "strategy": label(s.strategy),
+                "config": label(s.config),
+                "accuracy": s.accuracy,
+                "accuracy_ci_low": s.ci_low,
+                "accuracy_ci_high": s.ci_high,
+                "mean_latency_seconds": s.latency_mean_s,
+                "mean_sequential_tokens": s.sequential_tokens_mean,
+                "mean_all_tokens": s.all_tokens_mean,
+                "items": s.items,
+                "params": params.get(s.config),
+            }
+            for s in summaries
+            if s.items > 0
+        ],
+    }
+
+
+def publish(server: str, report: dict[str, Any], api_key: str | None) -> None:
+    """POST a :func:`frontier` report to the server's /v1/eval/results (its ``ponder_eval_*``
+    gauges and the frontier budget requests choose from)."""
     headers = {"authorization": f"Bearer {api_key}"} if api_key else {}
+    results = report["results"]
     for start in range(0, len(results), 64):
         response = httpx.post(
             server.rstrip("/") + "/eval/results",
-            json={
-                "dataset": label(dataset),
-                "model": label(model or "unknown"),
-                "results": results[start : start + 64],
-            },
+            json={**report, "results": results[start : start + 64]},
             headers=headers,
             timeout=30,
         )

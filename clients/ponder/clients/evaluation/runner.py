@@ -120,10 +120,13 @@ class Runner:
             "question": problem.question,
             "gold": problem.gold,
         }
-        request: dict[str, Any] = {
-            "strategy": Custom(strategy_name=configuration.strategy, **configuration.params),
-            "trace": options.trace,
-        }
+        request: dict[str, Any] = {"trace": options.trace}
+        if configuration.budget is not None:
+            request["budget"] = configuration.budget
+        else:
+            request["strategy"] = Custom(
+                strategy_name=configuration.strategy, **configuration.params
+            )
         if not options.cache:
             request["cache"] = "no-store"
         for name in ("model", "max_tokens", "seed"):
@@ -135,6 +138,9 @@ class Runner:
         except PonderError as error:
             record.update(error=str(error), latency_s=round(time.perf_counter() - started, 4))
             return record
+        chosen = (result.ponder.details or {}).get("budget")
+        if chosen is not None:
+            record["budget"] = chosen
         latency = time.perf_counter() - started
         prediction = prediction_from(result.text, result.answer, self.dataset.grader)
         graded = grade(self.dataset.grader, prediction, problem.gold)
