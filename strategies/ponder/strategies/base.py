@@ -48,6 +48,9 @@ class StrategyInputError(ValueError):
     """The request asks for something the strategy cannot do (a 400, not a crash)."""
 
 
+#: The share of the time left before a deadline that the next call may take.
+DEADLINE_SHARE = 0.8
+
 #: The temperature drafts are sampled at by strategies whose drafts must differ.
 DRAFT_TEMPERATURE = 0.7
 
@@ -252,7 +255,11 @@ class StrategyContext:
             left = user.sequential_tokens - self.budget.sequential_tokens
             rooms.append((left - reading, "sequential_tokens"))
         if self.deadline is not None:
-            rooms.append((self.pace.tokens_within(self.deadline.left()), "deadline"))
+            # A fifth of the time left stays in reserve: a batched call decodes each of its
+            # samples slower than the pace's average call.
+            rooms.append(
+                (self.pace.tokens_within(DEADLINE_SHARE * self.deadline.left()), "deadline")
+            )
         tokens, reason = min(rooms)
         return reason, tokens
 

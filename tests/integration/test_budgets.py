@@ -1,0 +1,148 @@
+"""Budgets against real engines: deadlines answer in time and leave the engine idle, a
+budget names its choice, and a frontier in Redis outlives and is shared by gateways."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import openai
+import pytest
+from openai.types.chat import ChatCompletionMessageParam
+
+from ponder.server.engines.managed import ManagedEngine
+from tests.integration.conftest import MODEL, Served, gateway_process, metric_sum
+from tests.integration.services import RedisServer
+
+QUESTION: list[ChatCompletionMessageParam] = [
+    {"role": "user", "content": "A pet store had 13 cats and sold 5 of them. How many are left?"}
+]
+#: What docs/strategies.md states: a deadline's answer arrives within this past it.
+GRACE_SECONDS = 1.0
+
+
+def client_of(url: str) -> openai.OpenAI:
+    return openai.OpenAI(base_url=url, api_key="unused", max_retries=0, timeout=120)
+
+
+def ponder_of(completion: Any) -> dict[str, Any]:
+    info: dict[str, Any] = completion.model_extra["ponder"]
+    return info
+
+
+def all_tokens(completion: Any) -> int:
+    assert completion.usage is not None
+    extra = completion.usage.model_extra or {}
+    return int(extra["ponder"]["all_tokens"])
+
+
+def wait_until_idle(served: Served, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while served.requests_running() > 0:
+        assert time.monotonic() < deadline, "the engine is still generating"
+        time.sleep(0.05)
+
+
+def test_a_deadline_answers_in_time_and_leaves_the_engine_idle(served: Served) -> None:
+    # Five rounds of four drafts and a distillation each: far more than 2 s of work here.
+    ponder = {
+        "strategy": "pdr",
+        "schedule": [4, 4, 4, 4, 1],
+        "trace": True,
+        "budget": {"latency_s": 2.0},
+    }
+    started = time.monotonic()
+    completion = client_of(served.base_url).chat.completions.create(
+        model=MODEL, messages=QUESTION, max_tokens=256, extra_body={"ponder": ponder}
+    )
+    elapsed = time.monotonic() - started
+    assert elapsed < 2.0 + GRACE_SECONDS
+    info = ponder_of(completion)
+    assert info["details"]["budget"] == {
+        "budget": {"latency_s": 2.0},
+        "source": "named",
+        "stopped": "deadline",
+    }
+    choice = completion.choices[0]
+    assert isinstance(choice.message.content, str)
+    assert choice.finish_reason in ("stop", "length")
+    # What usage counts is what the trace shows (a call cut at the deadline is in neither).
+    traced = sum(c["prompt_tokens"] + c["completion_tokens"] for c in info["trace"])
+    assert all_tokens(completion) == traced
+    wait_until_idle(served, timeout=1.0)
+
+
+def test_a_budget_alone_names_what_it_chose(llamacpp_gateway: ManagedEngine) -> None:
+    completion = client_of(llamacpp_gateway.url + "/v1").chat.completions.create(
+        model=MODEL,
+        messages=QUESTION,
+        max_tokens=128,
+        extra_body={"ponder": {"budget": {"all_tokens": 1500}}},
+    )
+    info = ponder_of(completion)
+    chosen = info["details"]["budget"]
+    assert chosen["source"] in ("ladder", "frontier")
+    assert chosen["config"]
+    assert chosen["why"]
+    assert info["strategy"] in chosen["config"]
+    assert all_tokens(completion) <= 1500
+
+
+def report(dataset: str, accuracy: float) -> dict[str, Any]:
+    return {
+        "dataset": dataset,
+        "model": MODEL,
+        "results": [
+            {
+                "strategy": "self_consistency",
+                "config": "sc n=3",
+                "params": {"n": 3},
+                "accuracy": accuracy,
+                "mean_latency_seconds": 1.0,
+                "mean_sequential_tokens": 300,
+                "mean_all_tokens": 900,
+                "items": 30,
+            }
+        ],
+    }
+
+
+def budget_choice(gateway: ManagedEngine) -> dict[str, Any]:
+    completion = client_of(gateway.url + "/v1").chat.completions.create(
+        model=MODEL,
+        messages=QUESTION,
+        max_tokens=32,
+        extra_body={"ponder": {"budget": {"all_tokens": 1000}}},
+    )
+    chosen: dict[str, Any] = ponder_of(completion)["details"]["budget"]
+    return chosen
+
+
+@pytest.fixture(scope="module")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    with RedisServer(tmp_path_factory.mktemp("redis")) as server:
+        yield server
+
+
+def test_a_frontier_in_redis_is_shared_by_gateways_and_outlives_them(
+    llamacpp: ManagedEngine, redis_server: RedisServer, logs: Path, tmp_path: Path
+) -> None:
+    args = ("--engine-url", llamacpp.url + "/v1", "--redis-url", redis_server.url)
+    with gateway_process(logs, *args) as first, gateway_process(logs, *args) as second:
+        assert budget_choice(second)["source"] == "ladder"  # nothing measured yet
+        published = httpx.post(first.url + "/v1/eval/results", json=report("multiarith", 0.5))
+        assert published.status_code == 200, published.text
+        chosen = budget_choice(second)
+        assert (chosen["source"], chosen["config"]) == ("frontier", "sc n=3")
+        assert chosen["expected"]["accuracy"] == 0.5
+    # Both gone; a new gateway reads the same frontier, and adds a file `ponder eval` wrote.
+    written = tmp_path / "frontier.json"
+    written.write_text(json.dumps(report("svamp", 0.7)))
+    with gateway_process(logs, *args, "--frontier", str(written)) as third:
+        chosen = budget_choice(third)
+        assert (chosen["source"], chosen["config"]) == ("frontier", "sc n=3")
+        assert chosen["expected"]["accuracy"] == 0.6  # the mean over both datasets
+        assert metric_sum(third.url, "ponder_eval_accuracy", dataset="svamp") == 0.7
