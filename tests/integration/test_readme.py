@@ -22,5 +22,8 @@ def test_readme_python_examples_run(llamacpp_gateway: ManagedEngine) -> None:
     completion = namespace["completion"]
     assert completion.model_extra["ponder"]["strategy"] == "pdr"
     assert completion.usage.model_extra["ponder"]["drafts"] == 7
+    budgeted = namespace["budgeted"]
+    assert budgeted.model_extra["ponder"]["details"]["budget"]["config"]
+    assert budgeted.usage.model_extra["ponder"]["all_tokens"] <= 1500
     reasoning = namespace["reasoned"].choices[0].message.model_extra["reasoning_content"]
     assert reasoning.startswith("round 1 of 2: 2 drafts")

@@ -50,6 +50,14 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
+        self.budget_requests = Counter(
+            "ponder_budget_requests",
+            "Requests served under a budget (ponder.budget or reasoning_effort), by where "
+            "their configuration came from (frontier, ladder, named) and what stopped them "
+            "short (deadline, sequential_tokens, all_tokens; none: the plan finished).",
+            ["source", "stopped"],
+            registry=r,
+        )
         self.time_to_first_token = Histogram(
             "ponder_time_to_first_token_seconds",
             "Seconds from a streamed request's arrival to its first answer text.",

@@ -42,8 +42,13 @@ def record_request(
         "latency_ms": round(elapsed * 1000, 1),
         "cache": "hit" if cached else "miss",
     }
+    budget = plan.selection.budget_info
     if outcome is not None:
         usage = outcome.run.usage
+        stopped = outcome.run.stopped[0] if outcome.run.stopped else None
+        if budget is not None and status == 200:
+            metrics.budget_requests.labels(budget.source, stopped or "none").inc()
+            line.update(budget=budget.config or budget.source, stopped=stopped)
         if status == 200:
             metrics.observe_answer(
                 strategy=strategy,

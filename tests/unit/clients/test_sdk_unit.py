@@ -166,6 +166,16 @@ def test_a_request_carries_the_cache_mode_and_the_result_says_hit() -> None:
         client_for(Recorder(), []).chat("x", cache="sometimes")  # type: ignore[arg-type]
 
 
+def test_a_request_carries_a_budget_and_the_result_says_what_it_bought() -> None:
+    answer = completion()
+    answer["ponder"]["details"] = {"budget": {"source": "ladder", "config": "cot"}}
+    recorder = Recorder(httpx.Response(200, json=answer))
+    result = client_for(recorder, []).chat("What is 3+4?", budget={"latency_s": 5})
+    sent = json.loads(recorder.requests[0].content)
+    assert sent["ponder"] == {"budget": {"latency_s": 5}}
+    assert result.ponder.details == {"budget": {"source": "ladder", "config": "cot"}}
+
+
 def test_429_is_retried_after_retry_after() -> None:
     recorder = Recorder(
         error(429, "too_many_requests", {"Retry-After": "3"}),

@@ -93,3 +93,20 @@ def _file(folder: Path, text: str) -> Path:
     path = folder / "c.yaml"
     path.write_text(text)
     return path
+
+
+def test_a_budget_configuration_names_no_strategy(tmp_path: Path) -> None:
+    built = build(
+        file=_file(
+            tmp_path,
+            "configurations:\n"
+            "  - {name: 'budget 20s', budget: {latency_s: 20}}\n"
+            "  - {budget: {all_tokens: 4000}}\n",
+        )
+    )
+    assert [(c.name, c.strategy, c.budget) for c in built] == [
+        ("budget 20s", "budget", {"latency_s": 20}),
+        ("budget all_tokens=4000", "budget", {"all_tokens": 4000}),
+    ]
+    with pytest.raises(ConfigError, match="a budget is a mapping"):
+        build(file=_file(tmp_path, "configurations: [{budget: 5}]\n"))

@@ -104,3 +104,14 @@ async def test_trace_and_cache_options(tmp_path: Path) -> None:
     await run(server, tmp_path, RunOptions(model="m", trace=True, cache=True))
     assert server.bodies[0]["ponder"] == {"strategy": "pdr", "schedule": [2, 1], "trace": True}
     assert "seed" not in server.bodies[0]
+
+
+async def test_a_budget_configuration_sends_the_budget_and_no_strategy(tmp_path: Path) -> None:
+    server = FakeServer()
+    budget = Configuration("budget 10s", "budget", {"budget": {"latency_s": 10}})
+    transport = httpx.MockTransport(server)
+    async with AsyncPonder("http://ponder/v1", transport=transport, max_retries=0) as client:
+        await Runner(client, DATASET, RunOptions(model="m"), tmp_path).run(budget)
+    assert server.bodies[0]["ponder"] == {"budget": {"latency_s": 10}, "cache": "no-store"}
+    records = list(latest_records(tmp_path / ITEMS_FILE).values())
+    assert {r["config"] for r in records} == {"budget 10s"}

@@ -150,6 +150,8 @@ async def test_a_named_strategy_is_capped_and_answers_with_its_best_so_far(
     assert data["choices"][0]["message"]["content"] == "Working it out, the answer is 4."
     assert data["ponder"]["answers"] == ["4"]
     assert len(engine.calls) < len(whole["ponder"]["trace"])
+    shown = (await client.get("/metrics")).text
+    assert 'ponder_budget_requests_total{source="named",stopped="all_tokens"} 1.0' in shown
 
 
 async def test_a_deadline_returns_the_latest_refinement_before_it_passes(

@@ -254,7 +254,8 @@ def frontier(
 ) -> dict[str, Any]:
     """The results as the server keeps them (``POST /v1/eval/results``, ``ponder serve
     --frontier``): with each configuration's parameters, so a budget can choose it."""
-    params = {c.name: dict(c.params) for c in configurations}
+    # A budget configuration is not a configuration the server can run for a budget.
+    params = {c.name: dict(c.params) for c in configurations if c.budget is None}
     return {
         "dataset": label(dataset),
         "model": label(model or "unknown"),
@@ -272,7 +273,7 @@ def frontier(
                 "params": params.get(s.config),
             }
             for s in summaries
-            if s.items > 0
+            if s.items > 0 and s.config in params
         ],
     }
 
