@@ -26,7 +26,7 @@ from ponder.server.frontier import FrontierStore
 from ponder.server.protocol import CompletionRequest, PonderOptions
 from ponder.server.selection import Selection, named_strategy, select
 from ponder.server.settings import Settings
-from ponder.strategies.base import Strategy, estimated_tokens
+from ponder.strategies.base import Strategy, estimated_tokens, render_prompt
 from ponder.strategies.engine import AnswerShape, EngineRejected, Prompt, Sampling
 from ponder.strategies.limits import Limits, OverCap
 from ponder.strategies.pace import Paces
@@ -178,6 +178,29 @@ class PlanBuilder:
             expected=expected(chosen),
         )
         return chosen.strategy, chosen.params, info
+
+    async def check_prompt_size(self, body: CompletionBody) -> None:
+        """Refuse too many messages, or a prompt over ``max_prompt_tokens`` in the model's own
+        tokenizer; the engine is asked only about a prompt whose bytes pass the cap (a token
+        is at least a byte), so ordinary requests cost no call."""
+        endpoint = endpoint_for(body)
+        prompts = endpoint.prompts(body)
+        try:
+            for prompt in prompts:
+                if not isinstance(prompt, str):
+                    self.limits.check_messages(len(prompt))
+            texts = [render_prompt(p) for p in prompts]
+            large = [t for t in texts if len(t.encode()) > self.limits.max_prompt_tokens]
+            if not large:
+                return
+            selection = self._select(body)
+            self._check_model(selection.model, body.model)
+            engine = self.engines.session(selection.model)
+            param = "messages" if endpoint.kind == "chat" else "prompt"
+            for text in large:
+                self.limits.check_prompt_tokens(await engine.count_tokens(text), param)
+        except OverCap as error:
+            raise InvalidRequest(str(error), param=error.param, code="over_cap") from None
 
     async def reports_for(self, body: CompletionBody) -> list[EvalReport]:
         """The evaluation results a budget may choose from (none when the request names its

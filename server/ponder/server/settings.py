@@ -201,6 +201,10 @@ class Settings(BaseSettings):
     max_rounds: int = Field(8, ge=1)
     max_tokens_per_call: int = Field(4096, ge=1)
     max_all_tokens: int = Field(200_000, ge=1)
+    max_messages: int = Field(2048, ge=1, description="messages in one chat request")
+    max_prompt_tokens: int = Field(
+        65_536, ge=1, description="tokens of one prompt, in the model's tokenizer"
+    )
     default_max_tokens: int = Field(512, ge=1, description="per call, when a request sets none")
 
     # Budgets (ponder.budget, reasoning_effort).
@@ -266,6 +270,8 @@ class Settings(BaseSettings):
             max_drafts_per_round=self.max_drafts_per_round,
             max_rounds=self.max_rounds,
             max_all_tokens=self.max_all_tokens,
+            max_messages=self.max_messages,
+            max_prompt_tokens=self.max_prompt_tokens,
             max_body_bytes=self.max_body_bytes,
             max_in_flight=self.max_in_flight,
         )

@@ -29,6 +29,8 @@ class Limits:
     max_drafts_per_round: int = 16
     max_rounds: int = 8
     max_all_tokens: int = 200_000
+    max_messages: int = 2048
+    max_prompt_tokens: int = 65_536
     max_body_bytes: int = 8 * 1024 * 1024
     max_in_flight: int = 256
 
@@ -43,6 +45,23 @@ class Limits:
             raise OverCap(
                 f"{param} {max_tokens} is over the server's cap (max_tokens_per_call) of "
                 f"{self.max_tokens_per_call}",
+                param=param,
+            )
+
+    def check_messages(self, count: int) -> None:
+        # Chat templates cost engines time quadratic in the messages: many tiny ones add up.
+        if count > self.max_messages:
+            raise OverCap(
+                f"the request has {count} messages; the server's cap (max_messages) is "
+                f"{self.max_messages}",
+                param="messages",
+            )
+
+    def check_prompt_tokens(self, tokens: int, param: str) -> None:
+        if tokens > self.max_prompt_tokens:
+            raise OverCap(
+                f"the prompt is {tokens} tokens; the server's cap (max_prompt_tokens) is "
+                f"{self.max_prompt_tokens}",
                 param=param,
             )
 

@@ -753,3 +753,31 @@ async def test_an_allow_list_of_forwarded_fields(engine: ScriptedEngine) -> None
         assert_envelope(refused, 400, "min_p")
         assert "forward_fields: top_k" in refused.json()["error"]["message"]
     assert len(engine.calls) == 1
+
+
+async def test_too_many_messages_or_prompt_tokens_are_refused_before_any_call(
+    engine: ScriptedEngine,
+) -> None:
+    settings = Settings(engine_urls=["http://unused"], max_messages=3, max_prompt_tokens=40)
+    app = create_app(settings, engines=StaticEngines({"tiny": engine}))
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://localhost"
+    ) as client:
+        many = [{"role": "user", "content": "a"}] * 4
+        assert_envelope(await client.post(CHAT, json=chat_body(messages=many)), 400, "messages")
+        # 60 bytes but 6 words (the scripted engine's tokens): under the cap, served.
+        long_words = " ".join(["abcdefghi"] * 6)
+        fine = await client.post(
+            CHAT, json=chat_body(messages=[{"role": "user", "content": long_words}])
+        )
+        assert fine.status_code == 200
+        calls = len(engine.calls)
+        wordy = " ".join(["a"] * 50)
+        refused = await client.post(
+            CHAT, json=chat_body(messages=[{"role": "user", "content": wordy}])
+        )
+        assert_envelope(refused, 400, "messages")
+        assert "max_prompt_tokens" in refused.json()["error"]["message"]
+        text = await client.post("/v1/completions", json={"model": "tiny", "prompt": ["ok", wordy]})
+        assert_envelope(text, 400, "prompt")
+        assert len(engine.calls) == calls
