@@ -139,6 +139,26 @@ class Budget:
         self._requests += generation.requests
         return added
 
+    def record_failure(
+        self, *, role: str, round: int, prompt: str, index: int, error: str
+    ) -> CallRecord:
+        """A call that failed while its step went on without it: in the trace, no tokens."""
+        if not self._in_parallel_block:
+            self._step += 1
+        record = CallRecord(
+            role=role,
+            round=round,
+            index=index,
+            step=self._step,
+            prompt=prompt,
+            output="",
+            prompt_tokens=0,
+            completion_tokens=0,
+            meta={"failed": error},
+        )
+        self.records.append(record)
+        return record
+
     @property
     def all_tokens(self) -> int:
         return sum(record.tokens for record in self.records)
@@ -163,7 +183,7 @@ class Budget:
             completion_tokens=sum(r.completion_tokens for r in self.records),
             calls=self._requests,
             rounds=max((r.round for r in self.records), default=0),
-            drafts=sum(1 for r in self.records if r.role == "draft"),
+            drafts=sum(1 for r in self.records if r.role == "draft" and "failed" not in r.meta),
             sequential_tokens=self.sequential_tokens,
             all_tokens=self.all_tokens,
         )

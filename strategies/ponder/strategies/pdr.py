@@ -27,9 +27,10 @@ from ponder.strategies.base import (
     Strategy,
     StrategyContext,
     StrategyResult,
+    render_prompt,
 )
 from ponder.strategies.details import Details, WorkspaceInfo
-from ponder.strategies.engine import ABORTED, Choice, Prompt, Sampling
+from ponder.strategies.engine import ABORTED, Choice, EngineError, Prompt, Sampling
 from ponder.strategies.limits import Limits
 from ponder.strategies.prompts import AnswerFormat
 from ponder.strategies.scorers import ScoringParams, make_scorer
@@ -274,22 +275,49 @@ class PDR(Strategy[PDRParams]):
     async def _per_call_drafts(
         self, ctx: StrategyContext, workspaces: list[Read], round_: int
     ) -> list[Choice]:
+        """One call per draft, each reading its own workspace. A draft whose call fails is
+        left out (marked ``failed`` in the trace); the round fails only if every one does."""
         sampling = self._draft_sampling(ctx)
+        asked = [ctx.chat(prompts.from_workspace(ctx.question, w.text)) for w, _ in workspaces]
         with ctx.budget.parallel():
-            generations = await asyncio.gather(
+            outcomes = await asyncio.gather(
                 *(
                     ctx.generate(
-                        ctx.chat(prompts.from_workspace(ctx.question, workspace.text)),
+                        prompt,
                         role="draft",
                         round=round_,
                         index=i,
                         sampling=sampling,
                         annotate=_reads(info, self.params.answer_format),
                     )
-                    for i, (workspace, info) in enumerate(workspaces)
-                )
+                    for i, (prompt, (_, info)) in enumerate(zip(asked, workspaces, strict=True))
+                ),
+                return_exceptions=True,
             )
-        return [generation.choices[0] for generation in generations]
+            drafts: list[Choice] = []
+            failures: list[EngineError] = []
+            for i, outcome in enumerate(outcomes):
+                if isinstance(outcome, EngineError):
+                    failures.append(outcome)
+                    ctx.budget.record_failure(
+                        role="draft",
+                        round=round_,
+                        prompt=render_prompt(asked[i]),
+                        index=i,
+                        error=str(outcome),
+                    )
+                elif isinstance(outcome, BaseException):
+                    raise outcome
+                else:
+                    drafts.append(outcome.choices[0])
+        if not drafts:
+            raise failures[0]
+        if failures:
+            await ctx.progress(
+                f"round {round_}: {len(failures)} of {len(outcomes)} drafts failed; "
+                f"going on with {len(drafts)}"
+            )
+        return drafts
 
     async def _distill(
         self, ctx: StrategyContext, drafts: list[Choice], calls: int, round_: int, degree: int

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
+from ponder.strategies.engine import EngineError, Generation, Prompt, Sampling
 from ponder.strategies.limits import Limits
 from ponder.strategies.pdr import PDR, PDRParams
 from ponder.strategies.testing import ScriptedEngine, details_json
@@ -252,3 +253,42 @@ async def test_a_draft_quorum_distills_the_first_drafts_and_cancels_the_rest() -
     assert [r.meta.get("cancelled", False) for r in drafts] == [False, False, True, True]
     summary = next(r for r in ctx.budget.records if r.role == "distill")
     assert summary.prompt.count("The answer is 7.") == 2  # only the finished drafts
+
+
+class EngineFailed(EngineError):
+    pass
+
+
+class FailingCalls(ScriptedEngine):
+    """Fails the calls whose number (from 0) is in ``failing``."""
+
+    def __init__(self, failing: set[int]) -> None:
+        super().__init__(script=drafts_by_index)
+        self.failing = failing
+        self.seen = 0
+
+    async def generate(self, prompt: Prompt, *, n: int = 1, sampling: Sampling) -> Generation:
+        number, self.seen = self.seen, self.seen + 1
+        if number in self.failing:
+            raise EngineFailed("replica went away")
+        return await super().generate(prompt, n=n, sampling=sampling)
+
+
+async def test_a_failed_draft_is_left_out_and_traced_and_the_round_goes_on() -> None:
+    engine = FailingCalls(failing={2})  # the second of round 2's three draft calls
+    ctx = context(engine, QUESTION)
+    result = await PDR(PDRParams(schedule=[4, 3, 1], distill="per_sample_top_k", k=2)).run(ctx)
+    round2 = [r for r in ctx.budget.records if r.round == 2]
+    assert [r.meta.get("failed") for r in round2].count("replica went away") == 1
+    failed = next(r for r in round2 if r.meta.get("failed"))
+    assert (failed.index, failed.tokens, failed.output) == (1, 0, "")
+    assert result.answers[0].text  # the last round answered from the drafts that succeeded
+    assert ctx.budget.usage().drafts == 4 + 2 + 1  # in the trace, not among the drafts made
+
+
+async def test_when_every_draft_of_a_round_fails_the_run_fails_with_the_engine_error() -> None:
+    engine = FailingCalls(failing={1, 2, 3})
+    with pytest.raises(EngineFailed, match="replica went away"):
+        await PDR(PDRParams(schedule=[4, 3, 1], distill="per_sample_top_k", k=2)).run(
+            context(engine, QUESTION)
+        )
