@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator
+
 import httpx
 import pytest
 
@@ -9,21 +14,29 @@ from ponder.server.engines.discovery import DnsReplicas
 from ponder.server.engines.http_engine import EngineKind, HTTPEngine
 from ponder.server.engines.pool import EnginePool
 from ponder.server.engines.retry import RetryPolicy
-from ponder.strategies.engine import EngineRejected, EngineUnavailable, Message, Sampling
+from ponder.strategies.engine import (
+    EngineRejected,
+    EngineTimeout,
+    EngineUnavailable,
+    Message,
+    Sampling,
+)
 
 PROMPT = [Message("user", "hi")]
 
 
 class FakeReplica:
-    """The HTTP side of one replica: answers, or is down."""
+    """The HTTP side of one replica: answers, is down, or hangs on calls (health checks
+    still answer: a replica stuck on its work)."""
 
     def __init__(self, name: str) -> None:
         self.name = name
         self.up = True
         self.reject = False
+        self.hung = False
         self.chat_calls = 0
 
-    def __call__(self, request: httpx.Request) -> httpx.Response:
+    async def __call__(self, request: httpx.Request) -> httpx.Response:
         if not self.up:
             raise httpx.ConnectError("refused")
         if request.url.path == "/health":
@@ -31,6 +44,8 @@ class FakeReplica:
         if request.url.path == "/v1/models":
             return httpx.Response(200, json={"data": [{"id": "m", "owned_by": "vllm"}]})
         self.chat_calls += 1
+        if self.hung:
+            await asyncio.sleep(3600)
         if self.reject:
             return httpx.Response(400, json={"error": {"message": "bad"}})
         return httpx.Response(
@@ -42,12 +57,13 @@ class FakeReplica:
         )
 
 
-def make_pool(*fakes: FakeReplica) -> EnginePool:
+def make_pool(*fakes: FakeReplica, timeout: float = 300.0) -> EnginePool:
     return EnginePool(
         [
             HTTPEngine(
                 f"http://{f.name}",
                 kind=EngineKind.VLLM,
+                timeout=timeout,
                 retry=RetryPolicy(attempts=1, backoff_base=0.0),
                 transport=httpx.MockTransport(f),
             )
@@ -139,8 +155,8 @@ class FakeDns:
 
 
 def dns_pool(dns: FakeDns, fakes: dict[str, FakeReplica]) -> EnginePool:
-    def route(request: httpx.Request) -> httpx.Response:
-        return fakes[request.url.host](request)
+    async def route(request: httpx.Request) -> httpx.Response:
+        return await fakes[request.url.host](request)
 
     def make(url: str) -> HTTPEngine:
         return HTTPEngine(
@@ -212,3 +228,52 @@ async def test_ipv6_addresses_are_bracketed() -> None:
 async def test_the_system_resolver_answers_for_localhost() -> None:
     urls = await DnsReplicas("http://localhost:8000/v1").urls()
     assert "http://127.0.0.1:8000/v1" in urls
+
+
+async def test_a_hung_replica_times_out_is_marked_down_and_the_call_moves_on() -> None:
+    a, b = FakeReplica("a"), FakeReplica("b")
+    pool = make_pool(a, b, timeout=0.3)
+    await pool.check()
+    session = pool.session("m")
+    first = (await session.generate(PROMPT, sampling=Sampling())).choices[0].text
+    stuck = {"a": a, "b": b}[first]
+    stuck.hung = True
+    started = time.monotonic()
+    moved = (await session.generate(PROMPT, sampling=Sampling())).choices[0].text
+    assert moved != first
+    assert time.monotonic() - started < 2.0
+    # Least-busy routing would favour the idle-looking hung replica: it is down instead.
+    assert [r.base_url for r in pool.healthy_replicas("m")] == [f"http://{moved}"]
+    await pool.aclose()
+
+
+async def test_a_timeout_on_the_last_replica_is_a_timeout_not_no_engine() -> None:
+    a = FakeReplica("a")
+    a.hung = True
+    pool = make_pool(a, timeout=0.2)
+    await pool.check()
+    with pytest.raises(EngineTimeout, match=r"took over 0\.2 s"):
+        await pool.session("m").generate(PROMPT, sampling=Sampling())
+    await pool.aclose()
+
+
+async def test_a_trickling_stream_is_cut_at_the_call_deadline() -> None:
+    async def trickle() -> AsyncIterator[bytes]:
+        for _ in range(100):
+            chunk = {"choices": [{"index": 0, "delta": {"content": "a"}}]}
+            yield f"data: {json.dumps(chunk)}\n\n".encode()
+            await asyncio.sleep(0.05)  # each read well within any read timeout
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, content=trickle(), headers={"content-type": "text/event-stream"})
+
+    engine = HTTPEngine(
+        "http://slow", kind=EngineKind.VLLM, model="m", timeout=0.5,
+        retry=RetryPolicy(attempts=1), transport=httpx.MockTransport(handler),
+    )  # fmt: skip
+    started = time.monotonic()
+    with pytest.raises(EngineTimeout):
+        async for _ in engine.stream(PROMPT, sampling=Sampling()):
+            pass
+    assert time.monotonic() - started < 1.5
+    await engine.aclose()

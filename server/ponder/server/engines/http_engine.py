@@ -7,6 +7,7 @@ import contextlib
 import json
 import logging
 import socket
+import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import replace
 from enum import StrEnum
@@ -92,6 +93,8 @@ class HTTPEngine:
         self._model = model
         self.kind = kind
         self.retry = retry or RetryPolicy()
+        #: The whole call's bound (httpx's ``timeout`` bounds each read: a trickle passes it).
+        self.call_timeout = timeout
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._client = httpx.AsyncClient(
             base_url=self.base_url,
@@ -256,8 +259,9 @@ class HTTPEngine:
         logprobs: list[TokenLogprob] | None = None
         tools = ToolCallAssembler()
         model = self._model
+        deadline = self._deadline()
         async with self._exchange(path, body) as response:
-            async for chunk in _chunks(response):
+            async for chunk in _chunks(response, deadline, self._overran(path)):
                 usage = chunk.get("usage") or usage
                 model = str(chunk.get("model") or model)
                 for choice in chunk.get("choices") or []:
@@ -327,8 +331,9 @@ class HTTPEngine:
         samples = [_Sample() for _ in range(n)]
         finished: dict[int, Choice] = {}
         prompt_tokens, model = 0, self._model
+        deadline = self._deadline()
         async with self._exchange(path, body) as response:
-            async for chunk in _chunks(response):
+            async for chunk in _chunks(response, deadline, self._overran(path)):
                 usage = chunk.get("usage") or {}
                 prompt_tokens = int(usage.get("prompt_tokens") or prompt_tokens)
                 model = str(chunk.get("model") or model)
@@ -468,8 +473,12 @@ class HTTPEngine:
         return "/v1/chat/completions", body
 
     async def _post_json(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        async with self._exchange(path, body) as response:
-            await response.aread()
+        try:
+            async with asyncio.timeout(self.call_timeout):
+                async with self._exchange(path, body) as response:
+                    await response.aread()
+        except TimeoutError as error:
+            raise self._overran(path) from error
         payload = response.json()
         if not isinstance(payload, dict):
             raise EngineError(f"{self.base_url}{path} answered with {type(payload).__name__}")
@@ -515,6 +524,13 @@ class HTTPEngine:
                     _hang_up(response)
                 await response.aclose()
 
+    def _overran(self, path: str) -> EngineTimeout:
+        return EngineTimeout(f"{self.base_url} took over {self.call_timeout:g} s on {path}")
+
+    def _deadline(self) -> float:
+        """When a call starting now must be done (streams check it as each line arrives)."""
+        return time.monotonic() + self.call_timeout
+
     async def _with_retries(self, call: Callable[[], Awaitable[T]]) -> T:
         attempt = 0
         while True:
@@ -528,10 +544,16 @@ class HTTPEngine:
             await asyncio.sleep(self.retry.delay(attempt))
 
 
-async def _chunks(response: httpx.Response) -> AsyncIterator[dict[str, Any]]:
-    """The JSON chunks of an engine's SSE stream, up to ``[DONE]``; an error event raises."""
+async def _chunks(
+    response: httpx.Response, deadline: float, overran: EngineTimeout
+) -> AsyncIterator[dict[str, Any]]:
+    """The JSON chunks of an engine's SSE stream, up to ``[DONE]``; an error event raises,
+    and so does a stream still going at ``deadline`` (``overran``: a trickle that each read's
+    timeout lets pass)."""
     lines = response.aiter_lines()
     async for line in lines:
+        if time.monotonic() > deadline:
+            raise overran
         if not line.startswith("data:"):
             continue
         data = line[len("data:") :].strip()

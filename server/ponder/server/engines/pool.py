@@ -14,6 +14,7 @@ from ponder.server.engines.http_engine import HTTPEngine
 from ponder.server.metrics import Metrics
 from ponder.strategies.engine import (
     EngineError,
+    EngineTimeout,
     EngineUnavailable,
     Generation,
     Prompt,
@@ -199,13 +200,21 @@ class PoolSession:
     def replica(self) -> HTTPEngine | None:
         return self._replica
 
-    def _current(self, failed: Sequence[HTTPEngine]) -> HTTPEngine:
+    def _current(
+        self, failed: Sequence[HTTPEngine], last_error: EngineError | None = None
+    ) -> HTTPEngine:
         if (
             self._replica is None
             or self._replica in failed
             or self._replica not in self._pool.replicas  # retired: its address left DNS
         ):
-            self._replica = self._pool.pick(self._model, exclude=failed)
+            try:
+                self._replica = self._pool.pick(self._model, exclude=failed)
+            except EngineUnavailable:
+                # Every replica failed this call: its own error says more than "none ready".
+                if last_error is not None:
+                    raise last_error from None
+                raise
         return self._replica
 
     def _count_error(self, replica: HTTPEngine, error: EngineError) -> None:
@@ -216,9 +225,11 @@ class PoolSession:
             ).inc()
 
     def _failed(self, replica: HTTPEngine, error: EngineError, failed: list[HTTPEngine]) -> None:
-        """Count a failed call; move on to another replica when the error allows it."""
+        """Count a failed call; move on to another replica when the error allows it. A
+        timeout counts against its replica too (marked down until a health check answers):
+        a hung replica, which least-busy routing would favour, gets no more work."""
         self._count_error(replica, error)
-        if not error.retryable:
+        if not (error.retryable or isinstance(error, EngineTimeout)):
             raise error
         self._pool.mark_down(replica)
         failed.append(replica)
@@ -233,12 +244,14 @@ class PoolSession:
     async def _on_a_replica(self, call: Callable[[HTTPEngine], Awaitable[T]]) -> T:
         """``call`` on the session's replica, moving on to another while replicas fail."""
         failed: list[HTTPEngine] = []
+        last_error: EngineError | None = None
         while True:
-            replica = self._current(failed)
+            replica = self._current(failed, last_error)
             try:
                 return await call(replica)
             except EngineError as error:
                 self._failed(replica, error, failed)
+                last_error = error
 
     async def _generation_call(self, call: Callable[[HTTPEngine], Awaitable[T]]) -> T:
         """``_on_a_replica``, timed per replica and role."""
@@ -256,8 +269,9 @@ class PoolSession:
 
     async def stream(self, prompt: Prompt, *, sampling: Sampling) -> AsyncIterator[StreamEvent]:
         failed: list[HTTPEngine] = []
+        last_error: EngineError | None = None
         while True:
-            replica = self._current(failed)
+            replica = self._current(failed, last_error)
             sent_anything = False
             started = time.perf_counter()
             try:
@@ -271,6 +285,7 @@ class PoolSession:
                     self._count_error(replica, error)
                     raise
                 self._failed(replica, error, failed)
+                last_error = error
 
     async def embed(self, texts: list[str]) -> list[list[float]] | None:
         return await self._on_a_replica(lambda r: r.embed(texts))
