@@ -7,6 +7,8 @@ mechanics — shapes, counts, statuses — never the text.
 
 from __future__ import annotations
 
+import json
+import socket
 import time
 from collections.abc import Callable
 
@@ -257,6 +259,41 @@ def test_a_client_that_leaves_stops_the_engine_work(served: Served) -> None:
             _wait_for(lambda: served.requests_running() >= 1, "the engine to be generating")
         # The client has hung up, long before 1500 tokens could be generated.
         _wait_for(lambda: served.requests_running() == 0, "the engine to stop generating")
+
+
+@pytest.mark.parametrize(
+    ("ponder", "stream"),
+    [
+        ({"strategy": "self_consistency", "n": 4}, True),
+        ({"strategy": "pdr", "schedule": [4, 1]}, False),
+    ],
+    ids=["self_consistency-streamed", "pdr"],
+)
+def test_a_client_that_leaves_before_any_answer_stops_every_strategys_work(
+    served: Served, ponder: dict[str, object], stream: bool
+) -> None:
+    # Drafts long enough to be still going when the client hangs up (before any answer
+    # text: a streamed self-consistency run sends only its progress note before its vote).
+    body = {
+        "model": MODEL,
+        "messages": LONG,
+        "max_tokens": 1500,
+        "stream": stream,
+        "ignore_eos": True,
+        "ponder": ponder,
+    }
+    payload = json.dumps(body).encode()
+    host, port = served.gateway.url.removeprefix("http://").split(":")
+    head = (
+        f"POST /v1/chat/completions HTTP/1.1\r\nHost: {host}:{port}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\n\r\n"
+    )
+    with socket.create_connection((host, int(port))) as connection:
+        connection.sendall(head.encode() + payload)
+        _wait_for(lambda: served.requests_running() >= 1, "the engine to be generating")
+    left = time.monotonic()
+    _wait_for(lambda: served.requests_running() == 0, "the engine to stop generating")
+    assert time.monotonic() - left < 1.0 + 0.2  # the goal, and one metrics read
 
 
 def _wait_for(condition: Callable[[], bool], what: str, timeout: float = 10.0) -> None:

@@ -45,6 +45,7 @@ def build_pool(settings: Settings, metrics: Metrics | None = None) -> EnginePool
             connect_timeout=settings.engine_connect_timeout,
             retry=retry,
             api_key=settings.engine_api_key,
+            stream_calls=settings.engine_stream_calls,
         )
 
     return EnginePool(

@@ -191,6 +191,11 @@ class Settings(BaseSettings):
     engine_timeout: float = Field(300.0, gt=0, description="seconds per engine call")
     engine_connect_timeout: float = Field(10.0, gt=0)
     engine_retries: int = Field(3, ge=1, description="attempts per call, the first included")
+    engine_stream_calls: bool = Field(
+        True,
+        description="make free-text engine calls as streams, so that a call whose client "
+        "left is aborted at the engine",
+    )
     health_interval: float = Field(5.0, gt=0)
 
     # Strategies.

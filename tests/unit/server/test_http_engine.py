@@ -31,8 +31,14 @@ PROMPT = [Message("user", "hi")]
 
 
 def engine(handler: Handler, kind: EngineKind = EngineKind.VLLM) -> HTTPEngine:
+    # The whole-response form of calls; the streamed form has tests of its own.
     return HTTPEngine(
-        "http://engine/v1", model="m", kind=kind, retry=FAST, transport=httpx.MockTransport(handler)
+        "http://engine/v1",
+        model="m",
+        kind=kind,
+        retry=FAST,
+        transport=httpx.MockTransport(handler),
+        stream_calls=False,
     )
 
 
@@ -312,7 +318,7 @@ async def test_discovery_learns_model_and_kind(owner: str, kind: EngineKind) -> 
     def handler(request: httpx.Request) -> httpx.Response:
         return httpx.Response(200, json={"data": [{"id": "served", "owned_by": owner}]})
 
-    replica = HTTPEngine("http://e", transport=httpx.MockTransport(handler))
+    replica = HTTPEngine("http://e", transport=httpx.MockTransport(handler), stream_calls=False)
     await replica.discover()
     assert (replica.model, replica.kind) == ("served", kind)
 
@@ -402,3 +408,64 @@ async def test_a_stream_passes_on_only_the_answer_and_ends_with_the_thinking() -
     assert streamed == "The answer is 4."
     assert end.choice.text == "The answer is 4."
     assert end.choice.reasoning == "Two and two.more"
+
+
+def streamed(handler: Handler) -> HTTPEngine:
+    return HTTPEngine(
+        "http://engine/v1", model="m", kind=EngineKind.VLLM, retry=FAST,
+        transport=httpx.MockTransport(handler),
+    )  # fmt: skip
+
+
+async def test_free_text_calls_are_streams_read_to_their_end() -> None:
+    bodies: list[dict[str, object]] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        body = json.loads(request.content)
+        bodies.append(body)
+        if not body.get("stream"):
+            return chat("a tool call", completion_tokens=3)
+        return httpx.Response(
+            200,
+            content=sse(
+                {"choices": [{"index": 0, "delta": {"content": "Hel"}, "token_ids": [1]}]},
+                {
+                    "choices": [
+                        {"index": 0, "delta": {"content": "lo"}, "token_ids": [2],
+                         "finish_reason": "length"}
+                    ]
+                },
+                {"choices": [], "usage": {"prompt_tokens": 4, "completion_tokens": 2}},
+            ),
+        )  # fmt: skip
+
+    replica = streamed(handler)
+    generation = await replica.generate(PROMPT, sampling=Sampling(max_tokens=2))
+    assert bodies[0]["stream"] is True
+    choice = generation.choices[0]
+    assert (choice.text, choice.completion_tokens, choice.finish_reason) == ("Hello", 2, "length")
+    assert generation.prompt_tokens == 4
+    # Calls whose whole response Ponder reads (tools, JSON answers, logprobs) are not streamed.
+    await replica.generate(PROMPT, sampling=Sampling(extra={"tools": [{"type": "function"}]}))
+    await replica.generate(PROMPT, sampling=Sampling(logprobs=2))
+    assert [b.get("stream") for b in bodies[1:]] == [None, None]
+
+
+async def test_a_streamed_call_retries_a_dropped_connection() -> None:
+    attempts = 0
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        nonlocal attempts
+        attempts += 1
+        if attempts == 1:
+            raise httpx.RemoteProtocolError("server disconnected")
+        return httpx.Response(
+            200,
+            content=sse(
+                {"choices": [{"index": 0, "delta": {"content": "ok"}, "finish_reason": "stop"}]},
+                {"choices": [], "usage": {"prompt_tokens": 1, "completion_tokens": 1}},
+            ),
+        )
+
+    generation = await streamed(handler).generate(PROMPT, sampling=Sampling())
+    assert (generation.choices[0].text, attempts) == ("ok", 2)

@@ -66,6 +66,7 @@ def make_pool(*fakes: FakeReplica, timeout: float = 300.0) -> EnginePool:
                 timeout=timeout,
                 retry=RetryPolicy(attempts=1, backoff_base=0.0),
                 transport=httpx.MockTransport(f),
+                stream_calls=False,
             )
             for f in fakes
         ],
@@ -164,6 +165,7 @@ def dns_pool(dns: FakeDns, fakes: dict[str, FakeReplica]) -> EnginePool:
             kind=EngineKind.VLLM,
             retry=RetryPolicy(attempts=1, backoff_base=0.0),
             transport=httpx.MockTransport(route),
+            stream_calls=False,
         )
 
     return EnginePool(

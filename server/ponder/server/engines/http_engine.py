@@ -88,6 +88,7 @@ class HTTPEngine:
         api_key: str | None = None,
         max_connections: int = 256,
         transport: httpx.AsyncBaseTransport | None = None,
+        stream_calls: bool = True,
     ) -> None:
         self.base_url = normalise_base_url(base_url)
         self._model = model
@@ -95,6 +96,8 @@ class HTTPEngine:
         self.retry = retry or RetryPolicy()
         #: The whole call's bound (httpx's ``timeout`` bounds each read: a trickle passes it).
         self.call_timeout = timeout
+        #: Make free-text calls as streams, which a cancelled call closes and engines abort.
+        self.stream_calls = stream_calls
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._client = httpx.AsyncClient(
             base_url=self.base_url,
@@ -158,6 +161,8 @@ class HTTPEngine:
     async def generate(self, prompt: Prompt, *, n: int = 1, sampling: Sampling) -> Generation:
         if n < 1:
             raise ValueError("n must be at least 1")
+        if self.stream_calls and _abortable(sampling):
+            return await self._generate_streamed(prompt, n, sampling)
         if n == 1 or self._batches_n:
             generation = await self._generate_once(prompt, n, sampling)
             if len(generation.choices) >= n:
@@ -175,6 +180,22 @@ class HTTPEngine:
             )
             return _merge([generation, *rest])
         return _merge(await self._fan_out(prompt, n, sampling, seed_offset=0))
+
+    async def _generate_streamed(self, prompt: Prompt, n: int, sampling: Sampling) -> Generation:
+        """A call made as a stream and read to its end: a call that is cancelled (its client
+        left) closes the stream, which engines abort at once; llama.cpp's server goes on
+        generating for a closed non-streamed request."""
+        if n > 1:
+            return await self._with_retries(
+                lambda: self.generate_until(prompt, n=n, sampling=sampling, done=_never)
+            )
+        end: StreamEnd | None = None
+        async for event in self.stream(prompt, sampling=sampling):
+            if isinstance(event, StreamEnd):
+                end = event
+        if end is None:  # pragma: no cover - a stream always ends with its StreamEnd
+            raise EngineError(f"{self.base_url} ended a stream without its end")
+        return Generation(choices=(end.choice,), prompt_tokens=end.prompt_tokens, model=end.model)
 
     async def _fan_out(
         self, prompt: Prompt, n: int, sampling: Sampling, *, seed_offset: int
@@ -603,6 +624,22 @@ class _Sample:
             reasoning="".join(self.thinking).strip(),
             logprobs=tuple(self.logprobs) if self.logprobs else None,
         )
+
+
+#: Fields of a call whose streamed form Ponder does not read the way it reads the whole
+#: response (tool calls and JSON answers, echoed prompts, log-probabilities).
+_READ_WHOLE = frozenset(
+    {"tools", "tool_choice", "parallel_tool_calls", "functions", "response_format", "echo"}
+)
+
+
+def _abortable(sampling: Sampling) -> bool:
+    """Whether a call is made as a stream (which a cancelled call closes, and engines abort)."""
+    return sampling.logprobs is None and not _READ_WHOLE & set(sampling.extra)
+
+
+def _never(index: int, choice: Choice) -> bool:
+    return False
 
 
 def _hang_up(response: httpx.Response) -> None:
