@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import time
-from typing import Any
+from typing import Any, Literal
 
 import openai
 import pytest
@@ -172,14 +172,26 @@ def test_auto_cot_builds_demonstrations_from_a_pool_once(client: openai.OpenAI) 
     assert trace[0]["prompt"].count("A: Let's think step by step.") == demos + 1
 
 
-@pytest.mark.parametrize(
-    ("effort", "strategy"), [("low", "cot"), ("medium", "self_consistency"), ("high", "pdr")]
-)
-def test_reasoning_effort_presets(client: openai.OpenAI, effort: str, strategy: str) -> None:
+@pytest.mark.parametrize(("effort", "all_tokens"), [("low", 1024), ("medium", 4096)])
+def test_reasoning_effort_buys_what_its_budget_allows(
+    client: openai.OpenAI, effort: Literal["low", "medium"], all_tokens: int
+) -> None:
     completion = client.chat.completions.create(
-        model=MODEL, messages=QUESTION, max_tokens=32, extra_body={"reasoning_effort": effort}
+        model=MODEL, messages=QUESTION, max_tokens=64, reasoning_effort=effort
     )
-    assert info(completion)["strategy"] == strategy
+    chosen = info(completion)["details"]["budget"]
+    assert chosen["budget"]["all_tokens"] == all_tokens
+    assert chosen["source"] in ("ladder", "frontier")
+    assert info(completion)["strategy"] in chosen["config"]
+    assert completion.usage is not None
+    assert (completion.usage.model_extra or {})["ponder"]["all_tokens"] <= all_tokens
+
+
+def test_minimal_reasoning_effort_is_one_pass(client: openai.OpenAI) -> None:
+    completion = client.chat.completions.create(
+        model=MODEL, messages=QUESTION, max_tokens=16, reasoning_effort="minimal"
+    )
+    assert info(completion)["strategy"] == "direct"
 
 
 def test_pdr_top_k_keeps_every_kept_drafts_conclusion_in_the_next_prompt(

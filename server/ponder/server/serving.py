@@ -38,6 +38,7 @@ from ponder.server.streaming import (
     cancel,
     event_stream,
     unless_client_leaves,
+    wait_for_disconnect,
 )
 from ponder.strategies.engine import RewardModel
 from ponder.strategies.pace import Paces
@@ -51,6 +52,8 @@ class _Finished:
     outcome: Outcome | None = None
     response: CompletionResponse | None = None
     error: PonderError | None = None
+    #: The client left before the answer was computed.
+    gone: bool = False
 
 
 class CompletionServing:
@@ -221,6 +224,17 @@ class CompletionServing:
             record_request(self.metrics, plan, first.error.status, started, None)
             return error_response(first.error)
 
+        # A client that leaves while the strategy works silently (drafting, distilling) would
+        # be noticed only at the next write; its engine work is stopped as soon as it leaves.
+        watch = asyncio.create_task(wait_for_disconnect(request))
+
+        def left(watched: asyncio.Task[None]) -> None:
+            if not watched.cancelled():
+                task.cancel()
+                queue.put_nowait(_Finished(gone=True))
+
+        watch.add_done_callback(left)
+
         async def body() -> AsyncIterator[bytes]:
             nonlocal first_text
             status, outcome, item = 200, None, first
@@ -228,6 +242,9 @@ class CompletionServing:
                 while not isinstance(item, _Finished):
                     yield item
                     item = await self._next(queue)
+                if item.gone:
+                    status = 499
+                    return
                 if item.error is not None:
                     status = item.error.status
                     yield sse.event(item.error.envelope())
@@ -248,6 +265,7 @@ class CompletionServing:
                 status = 499
                 raise
             finally:
+                await cancel(watch)
                 await cancel(task)
                 record_request(self.metrics, plan, status, started, outcome, first_text=first_text)
                 await _spent(request, outcome)

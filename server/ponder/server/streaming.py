@@ -110,7 +110,7 @@ def event_stream(body: AsyncIterator[bytes], *, cache: str) -> StreamingResponse
     )
 
 
-async def _wait_for_disconnect(request: Request) -> None:
+async def wait_for_disconnect(request: Request) -> None:
     # The body has been read, so the next ASGI message is the disconnect.
     while True:
         message = await request.receive()
@@ -121,7 +121,7 @@ async def _wait_for_disconnect(request: Request) -> None:
 async def unless_client_leaves(work: Awaitable[T], request: Request) -> T:
     """``work``'s result, or ``ClientGone`` (with ``work`` cancelled) if the client leaves."""
     task: asyncio.Future[T] = asyncio.ensure_future(work)
-    watch = asyncio.create_task(_wait_for_disconnect(request))
+    watch = asyncio.create_task(wait_for_disconnect(request))
     try:
         waiting: set[asyncio.Future[Any]] = {task, watch}
         done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)

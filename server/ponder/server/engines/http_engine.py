@@ -521,7 +521,7 @@ class HTTPEngine:
         completed = False
         try:
             request = self._client.build_request("POST", path, json=body)
-            response = await self._client.send(request, stream=True)
+            response = await self._send(request)
             if response.status_code >= 400:
                 await response.aread()
                 completed = True
@@ -544,6 +544,19 @@ class HTTPEngine:
                 if not completed:
                     _hang_up(response)
                 await response.aclose()
+
+    async def _send(self, request: httpx.Request) -> httpx.Response:
+        """Send ``request`` in a task of its own: a call cancelled before the engine answered
+        (its client left) then has its connection closed by httpx, as a plain cancellation
+        does, which the engine notices; inside a cancelled server task it would stay open,
+        and the engine would generate on for nobody."""
+        sending = asyncio.ensure_future(self._client.send(request, stream=True))
+        try:
+            return await asyncio.shield(sending)
+        except asyncio.CancelledError:
+            sending.cancel()
+            sending.add_done_callback(_close_if_answered)
+            raise
 
     def _overran(self, path: str) -> EngineTimeout:
         return EngineTimeout(f"{self.base_url} took over {self.call_timeout:g} s on {path}")
@@ -640,6 +653,14 @@ def _abortable(sampling: Sampling) -> bool:
 
 def _never(index: int, choice: Choice) -> bool:
     return False
+
+
+def _close_if_answered(sending: asyncio.Future[httpx.Response]) -> None:
+    """A response that arrived for a call already cancelled: hung up."""
+    if not sending.cancelled() and sending.exception() is None:
+        response = sending.result()
+        _hang_up(response)
+        asyncio.ensure_future(response.aclose())
 
 
 def _hang_up(response: httpx.Response) -> None:
