@@ -154,4 +154,5 @@ def test_streamed_tool_calls(vllm_client: openai.OpenAI) -> None:
     # Whatever arguments vLLM streamed, whole: its CPU build 0.32 does not hold a streamed
     # named call to the schema (a non-streamed one, above, is), so they need not parse.
     assert arguments.strip()
-    assert finish in ("tool_calls", "stop")
+    # The same build sometimes pads such arguments until max_tokens: then the call is cut.
+    assert finish in ("tool_calls", "stop", "length")
