@@ -200,7 +200,10 @@ def install_error_handlers(app: FastAPI) -> None:
         error.status = exc.status_code
         error.type = "invalid_request_error" if exc.status_code < 500 else "server_error"
         error.code = _HTTP_CODES.get(exc.status_code, f"http_{exc.status_code}")
-        return error_response(error)
+        response = error_response(error)
+        # A 405 says which methods the path takes (RFC 9110 requires the Allow header).
+        response.headers.update(exc.headers or {})
+        return response
 
     app.add_exception_handler(PonderError, on_ponder_error)
     app.add_exception_handler(RequestValidationError, on_validation_error)

@@ -25,7 +25,8 @@ Label = Annotated[
 
 
 class EvalResult(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # Numbers are numbers: "0.5" is refused, not read as one.
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     strategy: Label
     config: Label = Field(description="the configuration's name, unique within the dataset")

@@ -98,6 +98,8 @@ class HTTPEngine:
         self.call_timeout = timeout
         #: Make free-text calls as streams, which a cancelled call closes and engines abort.
         self.stream_calls = stream_calls
+        #: Responses of cancelled calls being closed.
+        self._closing: set[asyncio.Future[None]] = set()
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._client = httpx.AsyncClient(
             base_url=self.base_url,
@@ -555,8 +557,18 @@ class HTTPEngine:
             return await asyncio.shield(sending)
         except asyncio.CancelledError:
             sending.cancel()
-            sending.add_done_callback(_close_if_answered)
+            sending.add_done_callback(self._close_if_answered)
             raise
+
+    def _close_if_answered(self, sending: asyncio.Future[httpx.Response]) -> None:
+        """A response that arrived for a call already cancelled: hung up, and closed."""
+        if sending.cancelled() or sending.exception() is not None:
+            return
+        response = sending.result()
+        _hang_up(response)
+        closing = asyncio.ensure_future(response.aclose())
+        self._closing.add(closing)
+        closing.add_done_callback(self._closing.discard)
 
     def _overran(self, path: str) -> EngineTimeout:
         return EngineTimeout(f"{self.base_url} took over {self.call_timeout:g} s on {path}")
@@ -653,14 +665,6 @@ def _abortable(sampling: Sampling) -> bool:
 
 def _never(index: int, choice: Choice) -> bool:
     return False
-
-
-def _close_if_answered(sending: asyncio.Future[httpx.Response]) -> None:
-    """A response that arrived for a call already cancelled: hung up."""
-    if not sending.cancelled() and sending.exception() is None:
-        response = sending.result()
-        _hang_up(response)
-        asyncio.ensure_future(response.aclose())
 
 
 def _hang_up(response: httpx.Response) -> None:
