@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import logging
 from collections.abc import Iterable, Iterator, Mapping
 from importlib.metadata import entry_points
@@ -96,8 +98,10 @@ class Registry:
 
 
 def validate_params(model: type[StrategyParams], params: Mapping[str, Any]) -> StrategyParams:
+    """``params`` as the strategy's model reads them from JSON, strictly: a count is a JSON
+    integer (``"3"`` and ``true`` are refused), a flag a JSON boolean."""
     try:
-        return model.model_validate(dict(params))
+        return model.model_validate_json(json.dumps(dict(params)), strict=True)
     except ValidationError as error:
         first = error.errors()[0]
         location = ".".join(str(part) for part in first["loc"])

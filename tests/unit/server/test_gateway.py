@@ -170,6 +170,9 @@ async def test_a_preset_whose_strategy_is_missing_falls_back_to_the_default(
         (chat_body(temperature="hot"), "temperature"),
         (chat_body(temperature=3), "temperature"),
         (chat_body(ponder={"trace": "yes please"}), "ponder.trace"),
+        (chat_body(ponder={"strategy": "self_consistency", "n": "3"}), "ponder.n"),
+        (chat_body(ponder={"strategy": "self_consistency", "n": True}), "ponder.n"),
+        (chat_body(ponder={"strategy": "self_consistency", "adaptive": 1}), "ponder.adaptive"),
         (chat_body(ponder={"rounds": 3}), "ponder.rounds"),  # direct has no rounds
         ({"messages": [{"role": "user", "content": "hi"}]}, "model"),
         (chat_body(messages=[{"role": "user", "content": [{"type": "image_url"}]}]), "messages"),
@@ -781,3 +784,18 @@ async def test_too_many_messages_or_prompt_tokens_are_refused_before_any_call(
         text = await client.post("/v1/completions", json={"model": "tiny", "prompt": ["ok", wordy]})
         assert_envelope(text, 400, "prompt")
         assert len(engine.calls) == calls
+
+
+async def test_strategy_parameters_take_json_numbers_as_json_means_them(
+    client: httpx.AsyncClient,
+) -> None:
+    # An integer where a float is asked is a float; a float where a count is asked is not.
+    ok = await client.post(
+        CHAT, json=chat_body(ponder={"strategy": "self_consistency", "n": 2, "temperature": 1})
+    )
+    assert ok.status_code == 200, ok.text
+    assert ok.json()["ponder"]["params"]["temperature"] == 1.0
+    fractional = await client.post(
+        CHAT, json=chat_body(ponder={"strategy": "self_consistency", "n": 2.5})
+    )
+    assert_envelope(fractional, 400, "ponder.n")
