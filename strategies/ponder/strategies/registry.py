@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-
 import logging
 from collections.abc import Iterable, Iterator, Mapping
 from importlib.metadata import entry_points
