@@ -40,6 +40,7 @@ from ponder.server.streaming import (
     unless_client_leaves,
     wait_for_disconnect,
 )
+from ponder.strategies.budget import combine_parallel
 from ponder.strategies.engine import RewardModel
 from ponder.strategies.pace import Paces
 from ponder.strategies.registry import Registry
@@ -166,7 +167,7 @@ class CompletionServing:
             return error_response(error)
         finally:
             record_request(self.metrics, plan, status, started, outcome)
-            await _spent(request, outcome)
+            await _spent(request, plan, outcome)
 
     async def _serve_stream(
         self, plan: Plan, request: Request, started: float, done: Callable[[], None]
@@ -218,6 +219,7 @@ class CompletionServing:
         except ClientGone:
             await cancel(task)
             record_request(self.metrics, plan, 499, started, None)
+            await _spent(request, plan, None)
             return Response(status_code=499)
         if isinstance(first, _Finished) and first.error is not None:
             # Nothing has been sent yet, so the error can have its own status.
@@ -268,7 +270,7 @@ class CompletionServing:
                 await cancel(watch)
                 await cancel(task)
                 record_request(self.metrics, plan, status, started, outcome, first_text=first_text)
-                await _spent(request, outcome)
+                await _spent(request, plan, outcome)
 
         return event_stream(body(), cache="miss")
 
@@ -315,9 +317,16 @@ class CompletionServing:
         return event_stream(body(), cache="hit")
 
 
-async def _spent(request: Request, outcome: Outcome | None) -> None:
-    """Tell the key's rate limits (when it has some) what the engines spent."""
+async def _spent(request: Request, plan: Plan, outcome: Outcome | None) -> None:
+    """Tell the key's rate limits (when it has some) what the engines spent; for a request
+    that did not finish (its client left, a call failed), what its calls recorded so far."""
     spend = getattr(request.state, "spend_tokens", None)
-    if spend is not None and outcome is not None:
-        usage = outcome.run.usage
+    if spend is None:
+        return
+    usage = (
+        outcome.run.usage
+        if outcome is not None
+        else combine_parallel([job.budget.usage() for job in plan.jobs])
+    )
+    if usage.prompt_tokens + usage.completion_tokens:
         await spend(usage.prompt_tokens + usage.completion_tokens)

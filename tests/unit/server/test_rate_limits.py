@@ -15,7 +15,12 @@ from ponder.server.app import create_app
 from ponder.server.engines.provider import StaticEngines
 from ponder.server.rate_limits import RateLimit, RateLimiter
 from ponder.server.settings import Settings
+from ponder.strategies.engine import EngineError
 from ponder.strategies.testing import ScriptedEngine
+
+
+class EngineUnavailableError(EngineError):
+    pass
 
 CHAT = {"model": "tiny", "messages": [{"role": "user", "content": "two plus two"}]}
 
@@ -77,6 +82,29 @@ async def test_tokens_per_minute_count_what_the_engines_spent() -> None:
         over = await client.post("/v1/chat/completions", json=CHAT, headers=bearer("sk-a"))
         assert over.status_code == 429
         assert "tokens per minute" in over.json()["error"]["message"]
+
+
+async def test_a_request_that_fails_after_some_calls_still_pays_for_them() -> None:
+    engine = ScriptedEngine(model="tiny")
+    sr = {**CHAT, "ponder": {"strategy": "sr", "rounds": 1}}
+    async for client in client_for(engine, api_keys=["sk-a"], key_tokens_per_minute=1000):
+        engine.script = lambda prompt, index: "The answer is 4."
+        calls = len(engine.calls)
+
+        # The draft is made; the refinement fails: a 502, and the draft's tokens are spent.
+        original = engine.generate
+
+        async def second_fails(prompt: Any, *, n: int = 1, sampling: Any) -> Any:
+            if len(engine.calls) > calls:
+                raise EngineUnavailableError("gone")
+            return await original(prompt, n=n, sampling=sampling)
+
+        engine.generate = second_fails  # type: ignore[method-assign]
+        failed = await client.post("/v1/chat/completions", json=sr, headers=bearer("sk-a"))
+        assert failed.status_code >= 500
+        engine.generate = original  # type: ignore[method-assign]
+        after = await client.post("/v1/chat/completions", json=CHAT, headers=bearer("sk-a"))
+        assert int(after.headers["x-ratelimit-remaining-tokens"]) < 1000
 
 
 async def test_requests_at_once() -> None:
