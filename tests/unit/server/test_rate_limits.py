@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,12 +16,13 @@ from ponder.server.app import create_app
 from ponder.server.engines.provider import StaticEngines
 from ponder.server.rate_limits import RateLimit, RateLimiter
 from ponder.server.settings import Settings
-from ponder.strategies.engine import EngineError
+from ponder.strategies.engine import EngineError, Generation, Prompt, Sampling
 from ponder.strategies.testing import ScriptedEngine
 
 
-class EngineUnavailableError(EngineError):
+class EngineGone(EngineError):
     pass
+
 
 CHAT = {"model": "tiny", "messages": [{"role": "user", "content": "two plus two"}]}
 
@@ -84,26 +86,29 @@ async def test_tokens_per_minute_count_what_the_engines_spent() -> None:
         assert "tokens per minute" in over.json()["error"]["message"]
 
 
+@dataclass
+class FailsAfterOneCall(ScriptedEngine):
+    """Answers the first call of each request (``fresh``), fails the ones after."""
+
+    fresh: bool = True
+
+    async def generate(self, prompt: Prompt, *, n: int = 1, sampling: Sampling) -> Generation:
+        if not self.fresh:
+            raise EngineGone("gone")
+        self.fresh = False
+        return await super().generate(prompt, n=n, sampling=sampling)
+
+
 async def test_a_request_that_fails_after_some_calls_still_pays_for_them() -> None:
-    engine = ScriptedEngine(model="tiny")
+    engine = FailsAfterOneCall(model="tiny")
     sr = {**CHAT, "ponder": {"strategy": "sr", "rounds": 1}}
     async for client in client_for(engine, api_keys=["sk-a"], key_tokens_per_minute=1000):
-        engine.script = lambda prompt, index: "The answer is 4."
-        calls = len(engine.calls)
-
-        # The draft is made; the refinement fails: a 502, and the draft's tokens are spent.
-        original = engine.generate
-
-        async def second_fails(prompt: Any, *, n: int = 1, sampling: Any) -> Any:
-            if len(engine.calls) > calls:
-                raise EngineUnavailableError("gone")
-            return await original(prompt, n=n, sampling=sampling)
-
-        engine.generate = second_fails  # type: ignore[method-assign]
+        # The draft is made, the refinement fails: a 5xx, and the draft's tokens are spent.
         failed = await client.post("/v1/chat/completions", json=sr, headers=bearer("sk-a"))
         assert failed.status_code >= 500
-        engine.generate = original  # type: ignore[method-assign]
+        engine.fresh = True
         after = await client.post("/v1/chat/completions", json=CHAT, headers=bearer("sk-a"))
+        assert after.status_code == 200
         assert int(after.headers["x-ratelimit-remaining-tokens"]) < 1000
 
 
