@@ -361,6 +361,17 @@ def serving() -> Any:
                 ),
             ),
             timeseries(
+                "Budget requests per second",
+                "reqps",
+                target(
+                    f"sum by (source, stopped) (rate(ponder_budget_requests_total[{RATE}]))",
+                    "{{source}}, stopped: {{stopped}}",
+                ),
+                description="Requests served under a budget (ponder.budget, reasoning_effort): "
+                "configuration from the frontier, the default ladder or named by the request; "
+                "stopped: what cut the run short (none: it finished its plan).",
+            ),
+            timeseries(
                 "Workspace tokens (p95)",
                 "short",
                 target(
