@@ -95,6 +95,7 @@ def serve_some_requests(gateway: ManagedEngine, redis_server: RedisServer) -> No
     )
     assert "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
     ask(extra_body={"ponder": {"strategy": "self_consistency", "n": 2}})
+    ask(reasoning_effort="low")  # a budget request: the default ladder chooses
     with pytest.raises(openai.BadRequestError):
         ask(max_tokens=4000)  # over the engine's context: the engine refuses the call
     store = redis_server.client()
