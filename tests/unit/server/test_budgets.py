@@ -264,3 +264,34 @@ def test_an_unreadable_frontier_file_is_kept_aside_not_lost(tmp_path: Path) -> N
     assert not path.exists()
     assert (tmp_path / "frontier.unreadable.json").read_text() == "{not json"
     assert frontier.path == path
+
+
+async def test_a_deadline_that_cuts_a_streaming_answer_ends_it_where_it_was(
+    fast: httpx.AsyncClient, engine: ScriptedEngine
+) -> None:
+    whole = " ".join(f"word{i}" for i in range(20))
+    engine.script = lambda prompt, index: whole
+    engine.delay = 0.2  # a word each 0.2 s: the whole answer would take 4 s
+    body = chat_body(
+        stream=True,
+        stream_options={"include_usage": True},
+        ponder={"strategy": "direct", "budget": {"latency_s": 1.0}},
+    )
+    text, finish, budget = "", None, None
+    async with fast.stream("POST", CHAT, json=body) as response:
+        async for line in response.aiter_lines():
+            if not line.startswith("data: {"):
+                continue
+            chunk = json.loads(line[len("data: ") :])
+            for choice in chunk.get("choices", []):
+                text += choice["delta"].get("content") or ""
+                finish = choice.get("finish_reason") or finish
+            if chunk.get("ponder"):
+                budget = (chunk["ponder"].get("details") or {}).get("budget")
+    assert text.startswith("word0 word1")
+    assert whole.startswith(text)
+    assert len(text) < len(whole)
+    assert finish == "length"
+    assert budget is not None
+    assert budget["stopped"] == "deadline"
+    assert engine.cancelled == 1
