@@ -239,6 +239,12 @@ class StrategyContext:
             bound = min(bound, max(MIN_CALL_TOKENS, tokens))
         return sampling if bound == sampling.max_tokens else replace(sampling, max_tokens=bound)
 
+    def room(self, prompt: Prompt | None = None) -> int | None:
+        """Output tokens the user's budget leaves a next call reading ``prompt`` (None: no
+        budget): for a strategy to decide whether to start another step."""
+        found = self._budget_room(prompt, 1)
+        return None if found is None else found[1]
+
     def _budget_room(self, prompt: Prompt | None, n: int) -> tuple[BudgetStop, int] | None:
         """The tightest of the user's bounds on the next call: output tokens per sample it
         leaves room for, and which bound that is (None: no budget)."""

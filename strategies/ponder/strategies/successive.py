@@ -88,6 +88,12 @@ class Successive(Strategy[SuccessiveParams]):
         pairs: list[tuple[str, str]] = []
         stopped = False
         for step in range(1, params.max_steps + 1):
+            room = ctx.room(ctx.chat(prompts.decomposition(ctx.question, pairs, demos)))
+            if room is not None and room < 3 * params.step_max_tokens:
+                # Two calls for the sub-question and its answer, and the final answer after
+                # them: a budget that cannot hold that goes to the final answer now.
+                await ctx.progress(f"the budget leaves no room for sub-question {step}")
+                break
             await ctx.progress(f"sub-question {step}")
             asked = await ctx.generate(
                 ctx.chat(prompts.decomposition(ctx.question, pairs, demos)),

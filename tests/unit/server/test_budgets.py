@@ -295,3 +295,20 @@ async def test_a_deadline_that_cuts_a_streaming_answer_ends_it_where_it_was(
     assert budget is not None
     assert budget["stopped"] == "deadline"
     assert engine.cancelled == 1
+
+
+async def test_successive_prompting_goes_to_its_answer_when_the_budget_holds_no_sub_question(
+    client: httpx.AsyncClient, engine: ScriptedEngine
+) -> None:
+    engine.script = lambda prompt, index: "Q1: what is two plus two?"
+    asked = {"strategy": "successive", "step_max_tokens": 64, "trace": True}
+    roomy = await client.post(
+        CHAT, json=chat_body(ponder={**asked, "budget": {"all_tokens": 5000}})
+    )
+    assert "decompose" in {c["role"] for c in roomy.json()["ponder"]["trace"]}
+    tight = await client.post(CHAT, json=chat_body(ponder={**asked, "budget": {"all_tokens": 150}}))
+    assert tight.status_code == 200, tight.text
+    data = tight.json()
+    assert [c["role"] for c in data["ponder"]["trace"]] == ["answer"]  # the final answer only
+    assert data["choices"][0]["message"]["content"]
+    assert data["usage"]["ponder"]["all_tokens"] <= 150
