@@ -154,7 +154,10 @@ def create_app(
     app.add_middleware(InFlightLimit, max_in_flight=limits.max_in_flight, gauge=metrics.in_flight)
     # Outside admission: a body is read (or refused) before the request takes a place.
     app.add_middleware(
-        BodyLimit, max_bytes=limits.max_body_bytes, timeout=settings.body_timeout_seconds
+        BodyLimit,
+        max_bytes=limits.max_body_bytes,
+        timeout=settings.body_timeout_seconds,
+        max_bytes_held=settings.max_body_bytes_held,
     )
     # Outermost: a request that may not be served costs no admission and no body read.
     app.add_middleware(

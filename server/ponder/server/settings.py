@@ -64,6 +64,11 @@ class Settings(BaseSettings):
     port: int = Field(8000, ge=0, le=65535)
     log_level: str = "info"
     max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024, description="largest request body")
+    max_body_bytes_held: int = Field(
+        128 * 1024 * 1024,
+        ge=1024,
+        description="request bodies one worker holds at once, those being served together",
+    )
     shutdown_grace_seconds: float = Field(
         30.0,
         ge=0,

@@ -799,3 +799,23 @@ async def test_strategy_parameters_take_json_numbers_as_json_means_them(
         CHAT, json=chat_body(ponder={"strategy": "self_consistency", "n": 2.5})
     )
     assert_envelope(fractional, 400, "ponder.n")
+
+
+async def test_request_bodies_held_at_once_are_bounded(engine: ScriptedEngine) -> None:
+    settings = Settings(engine_urls=["http://unused"], max_body_bytes_held=3000)
+    app = create_app(settings, engines=StaticEngines({"tiny": engine}))
+    engine.delay = 0.5  # the first request is still being served when the second comes
+    large = chat_body(messages=[{"role": "user", "content": "x " * 1000}])  # about 2 KB
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://localhost"
+    ) as client:
+        first = asyncio.create_task(client.post(CHAT, json=large))
+        await asyncio.sleep(0.1)
+        second = await client.post(CHAT, json=large)
+        assert_envelope(second, 429)
+        assert second.headers["retry-after"] == "1"
+        assert "max_body_bytes_held" in second.json()["error"]["message"]
+        small = await client.post(CHAT, json=chat_body())  # a small body still fits beside it
+        assert small.status_code == 200
+        assert (await first).status_code == 200
+        assert (await client.post(CHAT, json=large)).status_code == 200  # room again
