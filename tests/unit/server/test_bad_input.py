@@ -51,7 +51,7 @@ RAW_CASES: dict[str, bytes] = {
     "ponder a list": raw(body(ponder=["cot"])),
 }
 
-NUMERIC = {
+NUMERIC: dict[str, list[Any]] = {
     "n": [-1, 0, 9, BIG, 1.5, "2", True],
     "max_tokens": [-1, 0, 1001, BIG, "10"],
     "temperature": [-1, 2.5, BIG, "hot"],
@@ -60,7 +60,7 @@ NUMERIC = {
     "presence_penalty": [-3, 3, BIG],
 }
 
-STRATEGY_NUMERIC = {
+STRATEGY_NUMERIC: dict[str, list[Any]] = {
     "self_consistency": {"n": [-1, 0, 65, BIG], "confidence": [0, 1, 2]},
     "best_of_n": {"n": [-1, 0, BIG]},
     "sr": {"rounds": [-1, 0, 9, BIG]},
