@@ -60,7 +60,7 @@ NUMERIC: dict[str, list[Any]] = {
     "presence_penalty": [-3, 3, BIG],
 }
 
-STRATEGY_NUMERIC: dict[str, list[Any]] = {
+STRATEGY_NUMERIC: dict[str, dict[str, list[Any]]] = {
     "self_consistency": {"n": [-1, 0, 65, BIG], "confidence": [0, 1, 2]},
     "best_of_n": {"n": [-1, 0, BIG]},
     "sr": {"rounds": [-1, 0, 9, BIG]},
