@@ -133,12 +133,16 @@ async def run_jobs(
             deadline=deadline,
             pace=pace,
         )
+        reason: BudgetStop | None = None
         try:
             result = await _within_deadline(strategy.run(ctx), deadline)
-        except (BudgetReached, TimeoutError) as reached:
-            reason: BudgetStop = (
-                reached.reason if isinstance(reached, BudgetReached) else "deadline"
-            )
+        except BudgetReached as reached:
+            reason = reached.reason
+        except TimeoutError:
+            if deadline is None:  # not the deadline's: some other wait that gave up
+                raise
+            reason = "deadline"
+        if reason is not None:
             stopped.append(reason)
             await ctx.progress(f"stopped by the budget ({reason}): answering with the best so far")
             # An answer that must take a form is not streamed as it is: the last call
