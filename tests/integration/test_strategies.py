@@ -172,7 +172,9 @@ def test_auto_cot_builds_demonstrations_from_a_pool_once(client: openai.OpenAI) 
     assert trace[0]["prompt"].count("A: Let's think step by step.") == demos + 1
 
 
-@pytest.mark.parametrize(("effort", "all_tokens"), [("low", 1024), ("medium", 4096)])
+# medium and high buy the same way, only more (pdr [8,4,1] here: a minute on vLLM's CPU build);
+# the unit tests check each effort's budget and choice against the scripted engine.
+@pytest.mark.parametrize(("effort", "all_tokens"), [("low", 1024)])
 def test_reasoning_effort_buys_what_its_budget_allows(
     client: openai.OpenAI, effort: Literal["low", "medium"], all_tokens: int
 ) -> None:
