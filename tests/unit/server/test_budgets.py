@@ -57,6 +57,25 @@ REPORT = {
 }
 
 
+async def read_stream(
+    client: httpx.AsyncClient, body: dict[str, Any]
+) -> tuple[str, str | None, dict[str, Any] | None]:
+    """A streamed chat completion's answer text, finish reason and ``details.budget``."""
+    text, finish, budget = "", None, None
+    async with client.stream("POST", CHAT, json=body) as response:
+        assert response.status_code == 200
+        async for line in response.aiter_lines():
+            if not line.startswith("data: {"):
+                continue
+            chunk = json.loads(line[len("data: ") :])
+            for choice in chunk.get("choices", []):
+                text += choice["delta"].get("content") or ""
+                finish = choice.get("finish_reason") or finish
+            if chunk.get("ponder"):
+                budget = (chunk["ponder"].get("details") or {}).get("budget")
+    return text, finish, budget
+
+
 def fast_settings(**overrides: Any) -> Settings:
     # A fast engine (1000 tokens/s) so that a one-second deadline holds several calls.
     return Settings(
@@ -183,18 +202,7 @@ async def test_a_streamed_deadline_answer_is_streamed(
         stream_options={"include_usage": True},
         ponder={"strategy": "sr", "rounds": 6, "budget": {"latency_s": 1.0}},
     )
-    text, finish, budget = "", None, None
-    async with fast.stream("POST", CHAT, json=body) as response:
-        assert response.status_code == 200
-        async for line in response.aiter_lines():
-            if not line.startswith("data: {"):
-                continue
-            chunk = json.loads(line[len("data: ") :])
-            for choice in chunk.get("choices", []):
-                text += choice["delta"].get("content") or ""
-                finish = choice.get("finish_reason") or finish
-            if chunk.get("ponder"):
-                budget = (chunk["ponder"].get("details") or {}).get("budget")
+    text, finish, budget = await read_stream(fast, body)
     assert text.startswith("answer 0 to:")
     assert finish == "stop"
     assert budget is not None
@@ -277,17 +285,7 @@ async def test_a_deadline_that_cuts_a_streaming_answer_ends_it_where_it_was(
         stream_options={"include_usage": True},
         ponder={"strategy": "direct", "budget": {"latency_s": 1.0}},
     )
-    text, finish, budget = "", None, None
-    async with fast.stream("POST", CHAT, json=body) as response:
-        async for line in response.aiter_lines():
-            if not line.startswith("data: {"):
-                continue
-            chunk = json.loads(line[len("data: ") :])
-            for choice in chunk.get("choices", []):
-                text += choice["delta"].get("content") or ""
-                finish = choice.get("finish_reason") or finish
-            if chunk.get("ponder"):
-                budget = (chunk["ponder"].get("details") or {}).get("budget")
+    text, finish, budget = await read_stream(fast, body)
     assert text.startswith("word0 word1")
     assert whole.startswith(text)
     assert len(text) < len(whole)
