@@ -230,7 +230,7 @@ class Settings(BaseSettings):
         20.0, gt=0, description="one sample's decode speed until the gateway has measured it"
     )
     assumed_call_overhead_seconds: float = Field(
-        0.3, ge=0, description="a call's fixed cost (queue, prefill, HTTP) until measured"
+        0.3, ge=0, description="a call's fixed cost (queue, prefill, HTTP) in deadline estimates"
     )
     ladder_call_tokens: int = Field(
         256, ge=16, description="tokens a call is assumed to write when sizing the default ladder"

@@ -2,9 +2,10 @@
 
 A latency budget is turned into tokens with this: a call of ``k`` output
 tokens takes about ``overhead + k / tokens_per_second`` (queueing, prefill and
-the HTTP round trip are in ``overhead``). Both are moving averages over the
-gateway's recent calls, so the estimate follows the load the engines are
-under; before the first call the operator's assumed values stand.
+the HTTP round trip are in ``overhead``, the operator's assumed value). The
+rate is a moving average over the gateway's recent calls, so the estimate
+follows the load the engines are under; before the first call the operator's
+assumed rate stands.
 """
 
 from __future__ import annotations
@@ -25,17 +26,13 @@ class Pace:
     overhead_seconds: float = 0.3
     calls_seen: int = 0
 
-    def record(self, seconds: float, tokens: int, first_token_seconds: float | None = None) -> None:
+    def record(self, seconds: float, tokens: int) -> None:
         """A call that produced ``tokens`` (its longest sample's) in ``seconds``."""
         if tokens < MIN_MEASURED_TOKENS or seconds <= 0:
             return
-        overhead = self.overhead_seconds if first_token_seconds is None else first_token_seconds
-        decoding = max(seconds - overhead, seconds / 2)
-        rate = tokens / decoding
+        rate = tokens / max(seconds - self.overhead_seconds, seconds / 2)
         weight = 1.0 if self.calls_seen == 0 else SMOOTHING
         self.tokens_per_second += weight * (rate - self.tokens_per_second)
-        if first_token_seconds is not None:
-            self.overhead_seconds += weight * (first_token_seconds - self.overhead_seconds)
         self.calls_seen += 1
 
     def seconds_for(self, tokens: int) -> float:

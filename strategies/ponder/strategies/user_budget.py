@@ -48,11 +48,11 @@ class UserBudget(BaseModel):
             raise ValueError("name at least one of latency_s, sequential_tokens, all_tokens")
         return self
 
-    def starting_now(self, now: float | None = None) -> Deadline | None:
-        """The deadline of a request that arrived at ``now`` (monotonic), if it has one."""
+    def starting_now(self) -> Deadline | None:
+        """The deadline of a request that arrives now, if the budget sets one."""
         if self.latency_s is None:
             return None
-        return Deadline((time.monotonic() if now is None else now) + self.latency_s)
+        return Deadline(time.monotonic() + self.latency_s)
 
 
 @dataclass(frozen=True, slots=True)
