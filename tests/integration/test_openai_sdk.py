@@ -293,9 +293,12 @@ def test_a_client_that_leaves_before_any_answer_stops_every_strategys_work(
         _wait_for(lambda: served.requests_running() >= 1, "the engine to be generating")
     left = time.monotonic()
     _wait_for(lambda: served.requests_running() == 0, "the engine to stop generating")
-    # The goal is 1 s; llama.cpp's gauge drops in about 0.3 s, vLLM CPU's (updated as its
-    # scheduler steps) in about 1.4 s for a non-streamed PDR: the bound leaves room for that.
-    assert time.monotonic() - left < 2.0
+    # The goal is 1 s. llama.cpp's gauge drops in about 0.3 s. vLLM CPU's own reaction varies:
+    # after a client of vLLM itself leaves an n=4 request its gauge took 0.06-2.0 s to drop
+    # (measured the same way, no gateway), so its bound is vLLM's worst plus a margin. The
+    # fault this guards against kept the engines generating for 13-27 s.
+    bound = 2.0 if served.kind == "llamacpp" else 4.0
+    assert time.monotonic() - left < bound
 
 
 def _wait_for(condition: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
