@@ -59,7 +59,9 @@ def client(served: Served) -> openai.OpenAI:
 
 
 @pytest.mark.parametrize(
-    "ponder", [{"strategy": "cot"}, {"strategy": "pdr", "schedule": [2, 1]}], ids=["cot", "pdr"]
+    "ponder",
+    [{"strategy": "cot"}, {"strategy": "pdr", "schedule": [2, 1], "workspace_tokens": 64}],
+    ids=["cot", "pdr"],
 )
 def test_json_schema_output_parses(client: openai.OpenAI, ponder: dict[str, Any]) -> None:
     completion = client.chat.completions.create(

@@ -29,7 +29,7 @@ from tests.integration.conftest import MODEL, Served
 from tests.integration.test_answer_fields import TOOLS
 
 QUESTION = "Tom has 3 boxes of 4 pens. How many pens does he have?"
-PDR = {"strategy": "pdr", "schedule": [2, 1]}
+PDR = {"strategy": "pdr", "schedule": [2, 1], "workspace_tokens": 64}
 
 
 class Answer(BaseModel):

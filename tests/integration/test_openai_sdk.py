@@ -149,7 +149,14 @@ def test_pdr_streams_its_work_as_reasoning_content(client: openai.OpenAI) -> Non
         messages=QUESTION,
         max_tokens=24,
         stream=True,
-        extra_body={"ponder": {"strategy": "pdr", "schedule": [2, 1], "reasoning": "full"}},
+        extra_body={
+            "ponder": {
+                "strategy": "pdr",
+                "schedule": [2, 1],
+                "workspace_tokens": 64,
+                "reasoning": "full",
+            }
+        },
     )
     reasoning, content = "", ""
     for chunk in stream:

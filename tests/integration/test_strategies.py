@@ -238,7 +238,7 @@ def test_pdr_top_k_keeps_every_kept_drafts_conclusion_in_the_next_prompt(
         ("cot", {}),
         ("self_consistency", {"n": 2}),
         ("sr", {"rounds": 1}),
-        ("pdr", {"schedule": [2, 1]}),
+        ("pdr", {"schedule": [2, 1], "workspace_tokens": 64}),
     ],
 )
 def test_earlier_turns_reach_every_call(
@@ -352,7 +352,13 @@ def test_a_pdr_draft_quorum_distills_what_finished(client: openai.OpenAI) -> Non
         messages=QUESTION,
         max_tokens=64,
         extra_body={
-            "ponder": {"strategy": "pdr", "schedule": [4, 1], "draft_quorum": 0.5, "trace": True}
+            "ponder": {
+                "strategy": "pdr",
+                "schedule": [4, 1],
+                "draft_quorum": 0.5,
+                "workspace_tokens": 64,
+                "trace": True,
+            }
         },
     )
     trace = info(completion)["trace"]
