@@ -86,6 +86,13 @@ class Metrics:
             ["replica", "role", "status"],
             registry=r,
         )
+        self.engine_replies_resumed = Counter(
+            "ponder_engine_replies_resumed",
+            "Streamed replies that a replica finished after another failed mid-reply, by "
+            "the replica that took over and the call's role.",
+            ["replica", "role"],
+            registry=r,
+        )
         self.rounds = Histogram(
             "ponder_rounds",
             "Rounds per answered request.",

@@ -19,7 +19,10 @@ from ponder.strategies.engine import (
     EngineTimeout,
     EngineUnavailable,
     Message,
+    Prompt,
     Sampling,
+    StreamEnd,
+    TextDelta,
 )
 
 PROMPT = [Message("user", "hi")]
@@ -279,3 +282,128 @@ async def test_a_trickling_stream_is_cut_at_the_call_deadline() -> None:
             pass
     assert time.monotonic() - started < 1.5
     await engine.aclose()
+
+
+class WordReplica:
+    """A replica that streams ``w0 w1 ...`` (one word a token) up to the call's max_tokens,
+    or dies (its connection drops) after ``dies_after`` words; it counts words as tokens."""
+
+    def __init__(self, name: str, kind: str, *, dies_after: int | None = None) -> None:
+        self.name = name
+        self.kind = kind
+        self.dies_after = dies_after
+        self.bodies: list[dict[str, object]] = []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/health":
+            return httpx.Response(200, json={"status": "ok"})
+        if request.url.path == "/v1/models":
+            return httpx.Response(200, json={"data": [{"id": "m", "owned_by": self.kind}]})
+        body = json.loads(request.content)
+        if request.url.path == "/tokenize":
+            text = str(body.get("content", body.get("prompt")))
+            return httpx.Response(200, json={"count": len(text.split())})
+        self.bodies.append(body)
+        limit = int(body["max_tokens"])
+
+        async def words() -> AsyncIterator[bytes]:
+            for i in range(limit):
+                if i == self.dies_after:
+                    raise httpx.ReadError("connection reset")
+                chunk = {"choices": [{"index": 0, "delta": {"content": f"{self.name}{i} "}}]}
+                yield f"data: {json.dumps(chunk)}\n\n".encode()
+            end = {
+                "choices": [{"index": 0, "delta": {}, "finish_reason": "length"}],
+                "usage": {"prompt_tokens": 10 + len(str(body).split()), "completion_tokens": limit},
+            }
+            yield f"data: {json.dumps(end)}\n\ndata: [DONE]\n\n".encode()
+
+        return httpx.Response(200, content=words(), headers={"content-type": "text/event-stream"})
+
+
+async def word_pool(*replicas: WordReplica) -> EnginePool:
+    pool = EnginePool(
+        [
+            HTTPEngine(
+                f"http://{r.name}",
+                kind=EngineKind(r.kind),
+                model="m",
+                retry=RetryPolicy(attempts=1, backoff_base=0.0),
+                transport=httpx.MockTransport(r),
+            )
+            for r in replicas
+        ],
+        health_interval=3600,
+    )
+    await pool.check()
+    return pool
+
+
+async def streamed(pool: EnginePool, prompt: Prompt, max_tokens: int) -> tuple[str, StreamEnd]:
+    text = ""
+    async for event in pool.session("m").stream(prompt, sampling=Sampling(max_tokens=max_tokens)):
+        if isinstance(event, TextDelta):
+            text += event.text
+        else:
+            return text, event
+    raise AssertionError("the stream had no end")
+
+
+@pytest.mark.parametrize("kind", ["vllm", "llamacpp"])
+async def test_a_reply_cut_mid_stream_is_finished_by_another_replica(kind: str) -> None:
+    a, b = WordReplica("a", kind, dies_after=3), WordReplica("b", kind)
+    pool = await word_pool(a, b)
+    text, end = await streamed(pool, PROMPT, max_tokens=8)
+    # One reply: what a sent, then b's rest of it, to the call's token limit in all.
+    assert text == "a0 a1 a2 b0 b1 b2 b3 b4 "
+    assert end.choice.text == text
+    assert end.choice.completion_tokens == 8
+    resent = b.bodies[0]
+    assert resent["max_tokens"] == 5
+    assert resent["messages"] == [
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "content": "a0 a1 a2 "},
+    ]
+    if kind == "vllm":
+        assert resent["continue_final_message"] is True
+        assert resent["add_generation_prompt"] is False
+    else:  # llama.cpp goes on from a last assistant message by itself
+        assert "continue_final_message" not in resent
+    assert pool.session("m").replica is not pool.replicas[0]  # a is marked down
+    await pool.aclose()
+
+
+async def test_a_text_prompt_is_resumed_by_concatenation_and_a_client_prefill_extended() -> None:
+    a, b = WordReplica("a", "vllm", dies_after=2), WordReplica("b", "vllm")
+    pool = await word_pool(a, b)
+    text, end = await streamed(pool, "Once upon", max_tokens=4)
+    assert text == "a0 a1 b0 b1 "
+    assert end.choice.completion_tokens == 4
+    assert b.bodies[0]["prompt"] == "Once upona0 a1 "
+
+    a, b = WordReplica("a", "vllm", dies_after=1), WordReplica("b", "vllm")
+    pool = await word_pool(a, b)
+    prefilled = [Message("user", "hi"), Message("assistant", "Sure: ")]
+    await streamed(pool, prefilled, max_tokens=3)
+    assert b.bodies[0]["messages"][-1] == {"role": "assistant", "content": "Sure: a0 "}
+    await pool.aclose()
+
+
+async def test_a_reply_is_not_resumed_where_the_engine_might_start_it_anew() -> None:
+    a, b = WordReplica("a", "openai", dies_after=2), WordReplica("b", "openai")
+    pool = await word_pool(a, b)
+    with pytest.raises(EngineUnavailable):
+        await streamed(pool, PROMPT, max_tokens=6)
+    assert not b.bodies
+    await pool.aclose()
+
+
+async def test_a_reply_whose_tokens_were_all_sent_ends_without_another_call() -> None:
+    a, b = WordReplica("a", "vllm", dies_after=4), WordReplica("b", "vllm")
+    pool = await word_pool(a, b)
+    text, end = await streamed(pool, PROMPT, max_tokens=4)
+    # a sent all four words and dropped before its end: b has nothing left to write.
+    assert text == "a0 a1 a2 a3 "
+    assert (end.choice.completion_tokens, end.choice.finish_reason) == (4, "length")
+    assert not b.bodies
+    await pool.aclose()

@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 import httpx
 
+from ponder.server.engines.resume import continued
 from ponder.server.engines.retry import (
     RETRYABLE_STATUSES,
     RetryPolicy,
@@ -269,6 +270,25 @@ class HTTPEngine:
                 if sent_anything or not error.retryable or attempt >= self.retry.attempts:
                     raise
             await asyncio.sleep(self.retry.delay(attempt))
+
+    @property
+    def resumes_replies(self) -> bool:
+        """Whether a reply that another replica began can be finished here: vLLM
+        (``continue_final_message``) and llama.cpp (assistant prefill) go on from a last
+        assistant message; another OpenAI-compatible server might start a new reply."""
+        return self.kind in (EngineKind.VLLM, EngineKind.LLAMACPP)
+
+    async def stream_rest(
+        self, prompt: Prompt, begun: str, *, sampling: Sampling
+    ) -> AsyncIterator[StreamEvent]:
+        """The rest of a reply to ``prompt`` that starts with ``begun``: only the new text
+        is streamed, and the end counts only the new tokens."""
+        if self.kind is EngineKind.VLLM and not isinstance(prompt, str):
+            extra = {**sampling.extra, "continue_final_message": True}
+            extra["add_generation_prompt"] = False
+            sampling = replace(sampling, extra=extra)
+        async for event in self.stream(continued(prompt, begun), sampling=sampling):
+            yield event
 
     async def _stream_once(
         self, path: str, body: dict[str, Any]

@@ -11,6 +11,7 @@ from typing import TypeVar
 
 from ponder.server.engines.discovery import DnsReplicas
 from ponder.server.engines.http_engine import HTTPEngine
+from ponder.server.engines.resume import BegunReply
 from ponder.server.metrics import Metrics
 from ponder.strategies.engine import (
     EngineError,
@@ -22,6 +23,7 @@ from ponder.strategies.engine import (
     SampleWatch,
     Sampling,
     StreamEvent,
+    TextDelta,
     call_role,
 )
 
@@ -268,24 +270,54 @@ class PoolSession:
         return await self._generation_call(lambda r: r.generate(prompt, n=n, sampling=sampling))
 
     async def stream(self, prompt: Prompt, *, sampling: Sampling) -> AsyncIterator[StreamEvent]:
+        """The reply streamed from the session's replica. A replica that fails before sending
+        anything is left for another; one that fails mid-reply has the rest of the reply
+        written by another that can go on from the text already sent (see
+        :mod:`~ponder.server.engines.resume`), so the caller sees one reply."""
         failed: list[HTTPEngine] = []
         last_error: EngineError | None = None
+        reply = BegunReply()
         while True:
             replica = self._current(failed, last_error)
-            sent_anything = False
+            if reply.sent and not replica.resumes_replies:
+                assert last_error is not None  # only a failure moves a reply on
+                raise last_error
             started = time.perf_counter()
             try:
-                async for event in replica.stream(prompt, sampling=sampling):
-                    sent_anything = True
-                    yield event
+                if reply.sent:
+                    events = self._rest_of(replica, prompt, reply, sampling)
+                else:
+                    events = replica.stream(prompt, sampling=sampling)
+                async for event in events:
+                    if isinstance(event, TextDelta):
+                        reply.add(event)
+                        yield event
+                    else:
+                        yield reply.end(event)
                 self._done(replica, started)
                 return
             except EngineError as error:
-                if sent_anything:
-                    self._count_error(replica, error)
-                    raise
                 self._failed(replica, error, failed)
                 last_error = error
+
+    async def _rest_of(
+        self, replica: HTTPEngine, prompt: Prompt, reply: BegunReply, sampling: Sampling
+    ) -> AsyncIterator[StreamEvent]:
+        reply.resume(await replica.count_tokens(reply.text))
+        logger.warning(
+            "a replica failed mid-reply; %s goes on from its %d tokens",
+            replica.base_url,
+            reply.earlier_tokens,
+        )
+        metrics = self._pool.metrics
+        if metrics is not None:
+            metrics.engine_replies_resumed.labels(replica.base_url, call_role()).inc()
+        rest = reply.rest_of(sampling)
+        if rest is None:
+            yield reply.spent(replica.model)
+            return
+        async for event in replica.stream_rest(prompt, reply.text, sampling=rest):
+            yield event
 
     async def embed(self, texts: list[str]) -> list[list[float]] | None:
         return await self._on_a_replica(lambda r: r.embed(texts))
