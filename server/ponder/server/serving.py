@@ -26,6 +26,7 @@ from ponder.server.engines.provider import EngineProvider
 from ponder.server.errors import NoEngineReady, PonderError, error_response, to_ponder_error
 from ponder.server.frontier import FrontierStore
 from ponder.server.metrics import Metrics
+from ponder.server.note_gate import NoteGate
 from ponder.server.planning import Plan, PlanBuilder
 from ponder.server.request_log import record_request
 from ponder.server.responses import response_of
@@ -40,6 +41,7 @@ from ponder.server.streaming import (
     unless_client_leaves,
     wait_for_disconnect,
 )
+from ponder.strategies.acceptance import watch_engines_taking_calls
 from ponder.strategies.budget import combine_parallel
 from ponder.strategies.engine import RewardModel
 from ponder.strategies.pace import Paces
@@ -190,15 +192,17 @@ class CompletionServing:
             include_usage=plan.include_usage,
         )
         first_text: float | None = None
+        notes = NoteGate(queue.put_nowait, watch_engines_taking_calls())
 
         async def on_delta(index: int, text: str) -> None:
             nonlocal first_text
             if first_text is None:
                 first_text = time.perf_counter()
+            notes.open()
             await queue.put(chunks.chunk(index, text))
 
         async def on_reasoning(index: int, text: str) -> None:
-            await queue.put(chunks.reasoning(index, text))
+            notes.note(chunks.reasoning(index, text))
 
         async def produce() -> None:
             try:
@@ -210,6 +214,7 @@ class CompletionServing:
             # one read it as soon as it is computed, whether or not the stream is read.
             response = self._response(plan, outcome)
             await self._remember(plan, response, outcome)
+            notes.open()
             await queue.put(_Finished(outcome=outcome, response=response))
 
         task = asyncio.create_task(produce())
@@ -221,6 +226,8 @@ class CompletionServing:
             record_request(self.metrics, plan, 499, started, None)
             await _spent(request, plan, None)
             return Response(status_code=499)
+        finally:
+            notes.close()
         if isinstance(first, _Finished) and first.error is not None:
             # Nothing has been sent yet, so the error can have its own status.
             record_request(self.metrics, plan, first.error.status, started, None)

@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ponder.strategies.acceptance import an_engine_took_a_call
 from ponder.strategies.base import StrategyResult, render_prompt
 from ponder.strategies.engine import (
     ABORTED,
@@ -57,7 +58,8 @@ class ScriptedEngine:
 
     ``delay`` seconds pass before each call answers (and between streamed
     words), which lets a test cancel a call in flight; ``fail_with`` makes
-    the next calls raise; ``cancelled`` counts calls cancelled mid-way.
+    the next calls raise (a None in it lets its call answer); ``cancelled`` counts
+    calls cancelled mid-way.
     """
 
     script: Script = echo_script
@@ -67,7 +69,7 @@ class ScriptedEngine:
     #: Given tools, answer with a call of the first (arguments: the scripted text as JSON).
     calls_tools: bool = False
     delay: float = 0.0
-    fail_with: list[EngineError] = field(default_factory=list)
+    fail_with: list[EngineError | None] = field(default_factory=list)
     calls: list[ScriptedCall] = field(default_factory=list)
     in_flight: int = 0
     cancelled: int = 0
@@ -179,8 +181,10 @@ class ScriptedEngine:
         return " ".join(f"w{token}" for token in tokens)
 
     async def _wait(self) -> None:
-        if self.fail_with:
-            raise self.fail_with.pop(0)
+        failure = self.fail_with.pop(0) if self.fail_with else None
+        if failure is not None:
+            raise failure
+        an_engine_took_a_call()  # as a real engine's response headers say
         self.in_flight += 1
         try:
             await asyncio.sleep(self.delay)

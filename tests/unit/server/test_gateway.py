@@ -420,6 +420,37 @@ async def test_a_body_over_the_limit_is_413_and_reaches_no_engine(
     assert engine.calls == []
 
 
+@pytest.mark.parametrize(
+    "ponder",
+    [{"strategy": "pdr", "schedule": [3, 1]}, {"strategy": "self_consistency", "n": 3}],
+    ids=["pdr", "self_consistency"],
+)
+async def test_an_engine_failing_before_it_took_any_call_is_an_http_error_for_a_stream(
+    client: httpx.AsyncClient, engine: ScriptedEngine, ponder: dict[str, Any]
+) -> None:
+    # The strategy says "round 1 of 2: 3 drafts" before its first call; that note waits
+    # for an engine to take the call, so the failure keeps its own status.
+    engine.fail_with.append(EngineUnavailable("http://10.0.3.7:8000: refused"))
+    response = await client.post(CHAT, json=chat_body(stream=True, ponder=ponder))
+    assert_envelope(response, 503)
+    assert "text/event-stream" not in response.headers["content-type"]
+
+
+async def test_notes_flow_once_an_engine_took_a_call(
+    client: httpx.AsyncClient, engine: ScriptedEngine
+) -> None:
+    # The second round's call fails after the first round's notes went out: the stream is
+    # already a 200, so the failure is its last event.
+    engine.fail_with.extend([None, EngineUnavailable("down")])
+    response = await client.post(
+        CHAT, json=chat_body(stream=True, ponder={"strategy": "sr", "rounds": 1})
+    )
+    assert response.status_code == 200
+    events, _ = sse_events(response.text)
+    assert streamed_reasoning(events)
+    assert events[-1]["error"]["code"]
+
+
 def streamed_reasoning(events: list[dict[str, Any]]) -> str:
     return "".join(
         c["delta"].get("reasoning_content", "") for e in events for c in e.get("choices", [])

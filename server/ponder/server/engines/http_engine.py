@@ -21,6 +21,7 @@ from ponder.server.engines.retry import (
     RetryPolicy,
     is_retryable_transport_error,
 )
+from ponder.strategies.acceptance import an_engine_took_a_call
 from ponder.strategies.engine import (
     ABORTED,
     Choice,
@@ -548,6 +549,8 @@ class HTTPEngine:
                 await response.aread()
                 completed = True
                 raise _status_error(response)
+            if path.endswith("completions"):
+                an_engine_took_a_call()
             yield response
             completed = True
         except httpx.TimeoutException as error:
