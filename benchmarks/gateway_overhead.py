@@ -1,7 +1,10 @@
 """What the gateway adds to a call: the same requests sent to llama.cpp directly
 and through ``ponder serve`` (strategy ``direct``), one at a time.
 
-    python benchmarks/gateway_overhead.py [--requests 50] [--max-tokens 1]
+    python benchmarks/gateway_overhead.py [--requests 50] [--max-tokens 1] [--plain-calls]
+
+The gateway's cache is off (the requests repeat). ``--plain-calls`` makes its engine
+calls plain requests instead of streams (``PONDER_ENGINE_STREAM_CALLS=false``).
 
 Starts its own engine and gateway on free ports and stops them.
 """
@@ -51,6 +54,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--requests", type=int, default=50)
     parser.add_argument("--max-tokens", type=int, default=1)
+    parser.add_argument("--plain-calls", action="store_true", help="engine calls not streamed")
     args = parser.parse_args()
     settings = Settings()
     logs = Path(tempfile.mkdtemp(prefix="ponder-bench-"))
@@ -74,8 +78,10 @@ def main() -> int:
             engine.url,
             "--log-level",
             "warning",
+            "--no-cache",
         ],
         port=port,
+        env={"PONDER_ENGINE_STREAM_CALLS": "false" if args.plain_calls else "true"},
         ready_path="/ready",
         log_file=logs / "ponder.log",
     )
@@ -86,7 +92,11 @@ def main() -> int:
         timed(client, gateway_url, 3, args.max_tokens)
         direct = timed(client, direct_url, args.requests, args.max_tokens)
         through = timed(client, gateway_url, args.requests, args.max_tokens)
-    print(f"{args.requests} sequential requests, max_tokens={args.max_tokens}, llama.cpp")
+    calls = "plain" if args.plain_calls else "streamed"
+    print(
+        f"{args.requests} sequential requests, max_tokens={args.max_tokens}, llama.cpp, "
+        f"engine calls {calls}"
+    )
     print(summary("engine directly", direct))
     print(summary("through ponder", through))
     print(

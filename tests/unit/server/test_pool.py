@@ -6,6 +6,7 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator
+from typing import Any
 
 import httpx
 import pytest
@@ -292,7 +293,7 @@ class WordReplica:
         self.name = name
         self.kind = kind
         self.dies_after = dies_after
-        self.bodies: list[dict[str, object]] = []
+        self.bodies: list[dict[str, Any]] = []
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
         if request.url.path == "/health":
