@@ -20,6 +20,8 @@ import threading
 import time
 from pathlib import Path
 
+import psutil
+
 from ponder.server.engines.catalog import SMOLLM2_135M, fetch
 from ponder.server.engines.managed import ManagedEngine, free_port, llamacpp_engine
 from ponder.server.settings import Settings
@@ -37,6 +39,11 @@ def engine_process(kind: str, token_interval: float, logs: Path) -> tuple[Manage
     argv = [sys.executable, "-m", "tests.stub_engine", "--port", str(port)]
     argv += ["--token-interval", str(token_interval)]
     return ManagedEngine("stub", argv, port=port, log_file=logs / "engine.log"), "stub"
+
+
+def cpu_seconds(pid: int) -> float:
+    times = psutil.Process(pid).cpu_times()
+    return times.user + times.system
 
 
 def main() -> int:
@@ -58,6 +65,7 @@ def main() -> int:
         pid = gateway.process.pid
         asyncio.run(run_load(gateway.url, model=model, clients=10, seconds=2, max_tokens=4))
         samples = [rss_mib(pid)]
+        cpu_before = cpu_seconds(pid)
         stop = threading.Event()
 
         def sample() -> None:
@@ -75,6 +83,7 @@ def main() -> int:
                 max_tokens=args.max_tokens,
             )
         )
+        cpu = cpu_seconds(pid) - cpu_before
         stop.set()
         sampler.join()
         time.sleep(2)  # closed connections leave the table
@@ -89,6 +98,12 @@ def main() -> int:
     print(
         f"gateway RSS: {samples[0]:.0f} MiB before, {max(samples):.0f} MiB at most, "
         f"{end:.0f} MiB after"
+    )
+    tokens = result.requests * args.max_tokens
+    print(
+        f"gateway CPU: {cpu:.1f} s over {result.seconds:.0f} s "
+        f"({cpu / max(result.requests, 1) * 1000:.1f} ms a stream, "
+        f"{cpu / max(tokens, 1) * 1e6:.0f} us a token relayed)"
     )
     print(f"open after: {left_served} client connections, {left_engine} to the engine (pooled)")
     for error in result.errors[:5]:

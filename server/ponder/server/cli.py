@@ -217,6 +217,7 @@ def serve(
             "loop": "asyncio",
             # SIGTERM: stop accepting, let what is in flight finish, up to the grace.
             "timeout_graceful_shutdown": max(1, round(settings.shutdown_grace_seconds)),
+            "timeout_keep_alive": max(1, round(settings.keep_alive_seconds)),
         }
         if settings.workers == 1:
             uvicorn.run(create_app(settings), **common)

@@ -74,6 +74,12 @@ class Settings(BaseSettings):
         ge=0,
         description="on SIGTERM, in-flight requests may finish this long before they are cut",
     )
+    keep_alive_seconds: float = Field(
+        75.0,
+        gt=0,
+        description="an idle client connection is closed after this; longer than load "
+        "balancers keep theirs, so that a request never meets a connection closing",
+    )
     body_timeout_seconds: float = Field(
         30.0, gt=0, description="a request body not all sent within this is a 408"
     )
