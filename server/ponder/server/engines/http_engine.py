@@ -6,14 +6,15 @@ import asyncio
 import contextlib
 import json
 import logging
-import socket
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import replace
 from enum import StrEnum
 from typing import Any, TypeVar
 
+import aiohttp
 import httpx
+from httpx_aiohttp.transport import AiohttpResponseStream, AiohttpTransport
 
 from ponder.server.engines.resume import continued
 from ponder.server.engines.retry import (
@@ -103,14 +104,16 @@ class HTTPEngine:
         #: Responses of cancelled calls being closed.
         self._closing: set[asyncio.Future[None]] = set()
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        limits = httpx.Limits(
+            max_connections=max_connections, max_keepalive_connections=max_connections
+        )
         self._client = httpx.AsyncClient(
             base_url=self.base_url,
             headers=headers,
             timeout=httpx.Timeout(timeout, connect=connect_timeout),
-            limits=httpx.Limits(
-                max_connections=max_connections, max_keepalive_connections=max_connections
-            ),
-            transport=transport,
+            # aiohttp's connection pool under httpx's API: with httpcore's, a gateway relaying
+            # many streams spent half its CPU on the pool's bookkeeping (docs/benchmarks.md).
+            transport=transport or AiohttpTransport(limits=limits),
         )
         self.outstanding = 0
         self._idle = asyncio.Event()
@@ -554,7 +557,10 @@ class HTTPEngine:
             yield response
             completed = True
         except httpx.TimeoutException as error:
-            if isinstance(error, httpx.ConnectTimeout | httpx.PoolTimeout):
+            # httpx-aiohttp reports a read that timed out, and a dropped connection, as
+            # ConnectTimeout: the cause says which.
+            read_timeout = isinstance(error.__cause__, aiohttp.SocketTimeoutError)
+            if isinstance(error, httpx.ConnectTimeout | httpx.PoolTimeout) and not read_timeout:
                 raise EngineUnavailable(f"{self.base_url}: {error!r}") from error
             raise EngineTimeout(f"{self.base_url} timed out on {path}: {error!r}") from error
         except httpx.HTTPError as error:
@@ -691,12 +697,10 @@ def _never(index: int, choice: Choice) -> bool:
 
 
 def _hang_up(response: httpx.Response) -> None:
-    """Shut the connection of a response that is being abandoned mid-stream."""
-    stream = response.extensions.get("network_stream")
-    sock = stream.get_extra_info("socket") if stream is not None else None
-    if sock is not None:
-        with contextlib.suppress(OSError):
-            sock.shutdown(socket.SHUT_RDWR)
+    """Close, at once, the connection of a response that is being abandoned mid-stream
+    (an awaited close may not run: the task is being cancelled)."""
+    if isinstance(response.stream, AiohttpResponseStream):
+        response.stream._aiohttp_response.close()
 
 
 def _merge(generations: list[Generation]) -> Generation:
