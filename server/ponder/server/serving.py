@@ -246,11 +246,23 @@ class CompletionServing:
 
         async def body() -> AsyncIterator[bytes]:
             nonlocal first_text
-            status, outcome, item = 200, None, first
+            status, outcome = 200, None
+            item: bytes | _Finished | None = first
             try:
                 while not isinstance(item, _Finished):
-                    yield item
-                    item = await self._next(queue)
+                    # What queued up while the last write went out leaves in one write.
+                    batch = [item] if item is not None else []
+                    item = None
+                    while not queue.empty():
+                        queued = queue.get_nowait()
+                        if isinstance(queued, _Finished):
+                            item = queued
+                            break
+                        batch.append(queued)
+                    if batch:
+                        yield b"".join(batch)
+                    if item is None:
+                        item = await self._next(queue)
                 if item.gone:
                     status = 499
                     return
@@ -284,6 +296,8 @@ class CompletionServing:
     async def _next(self, queue: asyncio.Queue[bytes | _Finished]) -> bytes | _Finished:
         """The stream's next event; a keep-alive comment after a silence, so that proxies
         that cut idle connections do not cut a strategy that is still working."""
+        if not queue.empty():
+            return queue.get_nowait()
         try:
             return await asyncio.wait_for(queue.get(), timeout=self.keepalive)
         except TimeoutError:
