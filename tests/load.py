@@ -53,6 +53,7 @@ async def stream_once(
         "stream": True,
         "stream_options": {"include_usage": True},
         "ponder": {"strategy": "direct"},
+        "ignore_eos": True,  # every answer max_tokens long, on a real engine too
     }
     started = time.perf_counter()
     first: float | None = None
