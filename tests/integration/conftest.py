@@ -12,7 +12,8 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -259,3 +260,12 @@ def served(request: pytest.FixtureRequest) -> Served:
 @pytest.fixture(scope="session")
 def environ_without_engine_hints() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("PONDER_ENGINE")}
+
+
+def wait_until(condition: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
+    """Poll ``condition`` until it holds; fail naming ``what`` after ``timeout`` seconds.
+    Tests wait on what they need to have happened, never for a fixed time."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"waited {timeout:g} s for {what}"
+        time.sleep(0.05)

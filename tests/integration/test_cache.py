@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -24,10 +24,16 @@ from tests.integration.conftest import (
     gateway_process,
     generation_work,
     metric_sum,
+    wait_until,
 )
 from tests.integration.services import RedisServer
 
 TTL = 5
+
+
+def log_of(gateway: ManagedEngine) -> str:
+    assert gateway.log_file is not None
+    return gateway.log_file.read_text()
 
 
 def question() -> str:
@@ -227,15 +233,22 @@ def test_stopping_redis_under_load_fails_no_request(
                     with lock:
                         statuses.append(header)
 
+            def served_more(than: int) -> Callable[[], bool]:
+                return lambda: len(statuses) >= than
+
             with ThreadPoolExecutor(3) as pool:
                 futures = [pool.submit(load) for _ in range(3)]
-                time.sleep(2)
+                wait_until(served_more(6), "requests served while Redis is up")
                 server.stop()
                 stopped_at = len(statuses)
-                time.sleep(3)
+                wait_until(served_more(stopped_at + 6), "requests served while Redis is down")
                 down = len(statuses) - stopped_at
                 server.start()
-                time.sleep(3)
+                wait_until(
+                    lambda: "caching resumed" in log_of(gateway), "the gateway to use Redis again"
+                )
+                restarted_at = len(statuses)
+                wait_until(served_more(restarted_at + 6), "requests served after Redis is back")
                 stop.set()
                 for future in futures:
                     future.result()  # re-raises any failed request
@@ -245,6 +258,6 @@ def test_stopping_redis_under_load_fails_no_request(
             content = question()
             ask(client, content, temperature=0)
             assert ask(client, content, temperature=0)[0] == "hit"
-            log = (logs / f"ponder-{gateway.port}.log").read_text()
+            log = log_of(gateway)
             assert log.count("the redis cache failed") == 1  # one incident, one line
             assert "caching resumed" in log

@@ -17,7 +17,13 @@ import openai
 import pytest
 
 from ponder.server.engines.managed import ManagedEngine, free_port, llamacpp_engine
-from tests.integration.conftest import MODEL, gateway_process, generation_work, metric_sum
+from tests.integration.conftest import (
+    MODEL,
+    gateway_process,
+    generation_work,
+    metric_sum,
+    wait_until,
+)
 from tests.integration.services import RedisServer
 
 
@@ -78,10 +84,10 @@ def test_gateways_share_one_cache_and_survive_a_replica_stopping(
 
             with ThreadPoolExecutor(4) as pool:
                 futures = [pool.submit(load, gateway) for gateway in (one, two, one, two)]
-                time.sleep(3)
+                wait_until(lambda: len(done) >= 8, "requests served by both replicas")
                 replicas[0].stop()  # mid-load: calls in flight on it move to the other
                 stopped_at = len(done)
-                time.sleep(4)
+                wait_until(lambda: len(done) >= stopped_at + 8, "requests served after it")
                 stop.set()
                 for future in futures:
                     future.result()  # re-raises any failed request
