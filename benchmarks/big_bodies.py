@@ -3,7 +3,7 @@ read the answers: 64 clients each send a 7.3 MiB chat request over a raw socket,
 hold the connection without reading; the gateway's RSS is sampled while they hold, and
 after they hang up.
 
-    python benchmarks/big_bodies.py [--clients 64] [--mib 7.3]
+    python benchmarks/big_bodies.py [--clients 64] [--mib 7.3] [--bursts 3]
 
 Runs a gateway in front of ``tests/stub_engine.py``; starts and stops both. Run from the
 repository's root.
@@ -48,6 +48,7 @@ def main() -> int:
     parser.add_argument("--clients", type=int, default=64)
     parser.add_argument("--mib", type=float, default=7.3)
     parser.add_argument("--hold", type=float, default=10.0, help="seconds the clients hold")
+    parser.add_argument("--bursts", type=int, default=3)
     args = parser.parse_args()
     logs = Path(tempfile.mkdtemp(prefix="ponder-bodies-"))
     engine_port, port = free_port(), free_port()
@@ -65,42 +66,52 @@ def main() -> int:
         assert gateway.process is not None
         pid = gateway.process.pid
         before = rss_mib(pid)
-        sockets: list[socket.socket] = []
-        lock = threading.Lock()
-
-        def send() -> None:
-            connection = socket.create_connection(("127.0.0.1", port))
-            connection.sendall(payload)
-            with lock:
-                sockets.append(connection)
-
-        senders = [threading.Thread(target=send) for _ in range(args.clients)]
-        for sender in senders:
-            sender.start()
-        peak = before
-        deadline = time.monotonic() + args.hold
-        while time.monotonic() < deadline:
-            peak = max(peak, rss_mib(pid))
-            time.sleep(0.1)
-        for sender in senders:
-            sender.join()
-        holding = rss_mib(pid)
-        statuses: Counter[str] = Counter()
-        for connection in sockets:
-            connection.settimeout(30)
-            head = connection.recv(64).split(b"\r\n", 1)[0].decode(errors="replace")
-            statuses[head.split(" ")[1] if " " in head else "none"] += 1
-            connection.close()
-        time.sleep(5)
-        after = rss_mib(pid)
-    print(f"{args.clients} clients, {len(payload) / 2**20:.1f} MiB each, not reading for "
-          f"{args.hold:.0f} s")  # fmt: skip
-    print(
-        f"gateway RSS: {before:.0f} MiB before, {peak:.0f} MiB at most, {holding:.0f} MiB "
-        f"while they held, {after:.0f} MiB 5 s after they left"
-    )
-    print("statuses:", ", ".join(f"{n} x {status}" for status, n in sorted(statuses.items())))
+        print(
+            f"{args.clients} clients, {len(payload) / 2**20:.1f} MiB each, not reading for "
+            f"{args.hold:.0f} s, {args.bursts} bursts; gateway RSS {before:.0f} MiB before"
+        )
+        for burst in range(1, args.bursts + 1):
+            peak, holding, statuses = one_burst(args, port, payload, pid)
+            time.sleep(5)
+            after = rss_mib(pid)
+            print(
+                f"burst {burst}: RSS {peak:.0f} MiB at most, {holding:.0f} MiB while they "
+                f"held, {after:.0f} MiB 5 s after they left; statuses "
+                + ", ".join(f"{n} x {status}" for status, n in sorted(statuses.items()))
+            )
     return 0
+
+
+def one_burst(
+    args: argparse.Namespace, port: int, payload: bytes, pid: int
+) -> tuple[float, float, Counter[str]]:
+    sockets: list[socket.socket] = []
+    lock = threading.Lock()
+
+    def send() -> None:
+        connection = socket.create_connection(("127.0.0.1", port))
+        connection.sendall(payload)
+        with lock:
+            sockets.append(connection)
+
+    senders = [threading.Thread(target=send) for _ in range(args.clients)]
+    for sender in senders:
+        sender.start()
+    peak = rss_mib(pid)
+    deadline = time.monotonic() + args.hold
+    while time.monotonic() < deadline:
+        peak = max(peak, rss_mib(pid))
+        time.sleep(0.1)
+    for sender in senders:
+        sender.join()
+    holding = rss_mib(pid)
+    statuses: Counter[str] = Counter()
+    for connection in sockets:
+        connection.settimeout(30)
+        head = connection.recv(64).split(b"\r\n", 1)[0].decode(errors="replace")
+        statuses[head.split(" ")[1] if " " in head else "none"] += 1
+        connection.close()
+    return peak, holding, statuses
 
 
 if __name__ == "__main__":

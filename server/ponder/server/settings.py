@@ -65,7 +65,7 @@ class Settings(BaseSettings):
     log_level: str = "info"
     max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024, description="largest request body")
     max_body_bytes_held: int = Field(
-        128 * 1024 * 1024,
+        32 * 1024 * 1024,
         ge=1024,
         description="request bodies one worker holds at once, those being served together",
     )

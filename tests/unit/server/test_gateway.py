@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import MutableMapping
+from collections.abc import AsyncIterator, MutableMapping
 from typing import Any
 
 import httpx
@@ -830,6 +830,32 @@ async def test_strategy_parameters_take_json_numbers_as_json_means_them(
         CHAT, json=chat_body(ponder={"strategy": "self_consistency", "n": 2.5})
     )
     assert_envelope(fractional, 400, "ponder.n")
+
+
+async def test_a_body_counts_among_those_held_while_it_arrives(engine: ScriptedEngine) -> None:
+    settings = Settings(engine_urls=["http://unused"], max_body_bytes_held=3000)
+    app = create_app(settings, engines=StaticEngines({"tiny": engine}))
+    rest = asyncio.Event()
+
+    async def slow_body() -> AsyncIterator[bytes]:
+        yield b'{"model": "tiny", "messages": [{"role": "user", "content": "' + b"x " * 1000
+        await rest.wait()
+        yield b'"}]}'
+
+    large = chat_body(messages=[{"role": "user", "content": "y " * 1000}])  # about 2 KB
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://localhost"
+    ) as client:
+        arriving = asyncio.create_task(
+            client.post(CHAT, content=slow_body(), headers={"content-type": "application/json"})
+        )
+        await asyncio.sleep(0.1)
+        # The first body's 2 KB so far are held: another 2 KB would pass 3,000 bytes.
+        busy = await client.post(CHAT, json=large)
+        assert_envelope(busy, 429)
+        rest.set()
+        assert (await arriving).status_code == 200
+        assert (await client.post(CHAT, json=large)).status_code == 200  # all let go
 
 
 async def test_request_bodies_held_at_once_are_bounded(engine: ScriptedEngine) -> None:
