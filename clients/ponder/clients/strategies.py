@@ -113,6 +113,8 @@ class SelfConsistency(Scoring):
     #: Stop once the vote is decided; the samples still running are cancelled.
     adaptive: bool = False
     confidence: float = Field(0.95, gt=0.5, lt=1.0)
+    #: Adaptive: samples started at a time (default: all n at once).
+    wave: int | None = Field(None, ge=1, le=64)
     #: DeepConf online: cut samples whose confidence falls under the warm-up's threshold.
     confidence_filter: bool = False
     warmup: int = Field(2, ge=1, le=63)

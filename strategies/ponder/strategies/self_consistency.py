@@ -9,11 +9,15 @@ and each sample's answer in its trace entry.
 With ``adaptive`` (Adaptive-Consistency, Aggarwal et al. 2023) the samples
 are streamed and each votes as it finishes; once the vote is decided (see
 :mod:`ponder.strategies.stopping`) the samples still running are cancelled
-at the engine, and only the tokens generated are paid for.
+at the engine, and only the tokens generated are paid for. All n samples run at
+once unless ``wave`` says how many to start at a time: Aggarwal et al. sample
+one at a time, and a batch saves only the tokens its samples have still to
+write when the vote is decided, which are few when they finish together.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any, ClassVar
 
 from pydantic import Field, model_validator
@@ -46,6 +50,15 @@ class SelfConsistencyParams(DraftingParams, ScoringParams):
         description="stop once the vote is decided: the samples still running are cancelled "
         "at the engine (Adaptive-Consistency)",
     )
+    wave: int | None = Field(
+        None,
+        ge=1,
+        le=64,
+        description="adaptive: samples started at a time; the next ones start only while "
+        "the vote is still open (1: one at a time, as in the paper; default: all n at once, "
+        "which is fastest but saves only the tokens of samples still running when it is "
+        "decided)",
+    )
     confidence: float = Field(
         0.95,
         gt=0.5,
@@ -76,6 +89,10 @@ class SelfConsistencyParams(DraftingParams, ScoringParams):
             raise ValueError(
                 "adaptive stops on plain votes; weighted or filtered votes need every sample scored"
             )
+        if self.wave is not None and not self.adaptive:
+            raise ValueError("wave paces adaptive sampling: it needs adaptive")
+        if self.wave is not None and self.wave > self.n:
+            raise ValueError(f"wave ({self.wave}) must be at most n ({self.n})")
         if self.confidence_filter:
             if self.scorer != "confidence":
                 raise ValueError("confidence_filter weighs votes with the confidence scorer")
@@ -97,6 +114,8 @@ class VoteDetails(Details):
     stopped: StopReason | None = None
     finished: int | None = None
     cancelled: int | None = None
+    #: Adaptive runs in waves: how many were started.
+    waves: int | None = None
     #: Confidence-filtered runs: the threshold the warm-up set, and the samples cut while
     #: generating or left out when they finished.
     threshold: float | None = None
@@ -127,8 +146,9 @@ class SelfConsistency(Strategy[SelfConsistencyParams]):
         prompt = ctx.chat(prompts.qa(ctx.question, prompts.COT_TRIGGER))
         stopped: list[StopReason] = []
         kept = ConfidenceFilter(params.warmup, params.filter_keep, params.confidence_window)
+        waves = 1
         if params.adaptive:
-            generation = await self._until_decided(ctx, prompt, sampling, stopped)
+            generation, waves = await self._until_decided(ctx, prompt, sampling, stopped)
         elif params.confidence_filter:
             generation = await self._filtered(ctx, prompt, sampling, kept)
         else:
@@ -167,7 +187,7 @@ class SelfConsistency(Strategy[SelfConsistencyParams]):
                 weights=result.weights,
                 winner=result.winner,
                 winner_index=result.winner_index,
-                **self._adaptive_details(generation, stopped),
+                **self._adaptive_details(generation, stopped, waves),
                 **self._filter_details(kept),
             ),
         )
@@ -204,38 +224,59 @@ class SelfConsistency(Strategy[SelfConsistencyParams]):
         prompt: Prompt,
         sampling: Sampling,
         stopped: list[StopReason],
-    ) -> Generation:
-        """The samples, streamed; each votes as it finishes, and once the vote is decided
-        the rest are cancelled (why is appended to ``stopped``)."""
+    ) -> tuple[Generation, int]:
+        """The samples, streamed in waves, and how many waves ran. Each sample votes as it
+        finishes; once the vote is decided the samples still running are cancelled and no
+        more are started (why is appended to ``stopped``)."""
         params = self.params
+        wave = params.wave or params.n
         votes: dict[int, str | None] = {}  # by index: a sample shown twice votes once
+        waves: list[Generation] = []
+        while len(votes) < params.n and not stopped:
+            first = sum(len(g.choices) for g in waves)
+            size = min(wave, params.n - first)
 
-        def done(index: int, choice: Choice) -> bool:
-            votes[index] = extract_answer(choice.text, params.answer_format)
-            reason = decided(votes.values(), params.n - len(votes), params.confidence)
-            if reason is not None and len(votes) < params.n:
-                stopped.append(reason)
-                return True
-            return False
+            def done(index: int, choice: Choice, first: int = first) -> bool:
+                votes[first + index] = extract_answer(choice.text, params.answer_format)
+                reason = decided(votes.values(), params.n - len(votes), params.confidence)
+                if reason is not None and len(votes) < params.n:
+                    stopped.append(reason)
+                    return True
+                return False
 
-        return await ctx.generate_until(
-            prompt,
-            role="draft",
-            round=1,
-            n=params.n,
-            done=done,
-            sampling=sampling,
-            annotate=noting(params.answer_format),
+            # A later wave with the request's seed would draw the first wave's samples again.
+            seeded = sampling
+            if sampling.seed is not None and first:
+                seeded = replace(sampling, seed=sampling.seed + first)
+            waves.append(
+                await ctx.generate_until(
+                    prompt,
+                    role="draft",
+                    round=1,
+                    n=size,
+                    done=done,
+                    sampling=seeded,
+                    annotate=noting(params.answer_format),
+                )
+            )
+        merged = Generation(
+            choices=tuple(choice for g in waves for choice in g.choices),
+            prompt_tokens=waves[0].prompt_tokens,
+            model=waves[0].model,
         )
+        return merged, len(waves)
 
     def _adaptive_details(
-        self, generation: Generation, stopped: list[StopReason]
+        self, generation: Generation, stopped: list[StopReason], waves: int
     ) -> dict[str, Any]:
         if not (self.params.adaptive or self.params.confidence_filter):
             return {}
         cancelled = sum(1 for c in generation.choices if c.finish_reason == ABORTED)
-        return {
+        details: dict[str, Any] = {
             "stopped": stopped[-1] if stopped else None,
             "finished": len(generation.choices) - cancelled,
             "cancelled": cancelled,
         }
+        if self.params.wave is not None:
+            details["waves"] = waves
+        return details

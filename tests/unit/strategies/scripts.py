@@ -25,12 +25,16 @@ def by_rules(
 
 
 def context(
-    engine: ScriptedEngine, question: str = "What is 6 times 7?", **kwargs: object
+    engine: ScriptedEngine,
+    question: str = "What is 6 times 7?",
+    *,
+    sampling: Sampling | None = None,
+    **kwargs: object,
 ) -> StrategyContext:
     return StrategyContext(
         engine=engine,
         prompt=[Message("system", "Be brief."), Message("user", question)],
-        sampling=Sampling(max_tokens=256),
+        sampling=sampling or Sampling(max_tokens=256),
         budget=Budget(),
         **kwargs,  # type: ignore[arg-type]
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from ponder.strategies.engine import Sampling
 from ponder.strategies.self_consistency import SelfConsistency, SelfConsistencyParams
 from ponder.strategies.stopping import decided, majority_confidence
 from ponder.strategies.testing import ScriptedEngine, count_words, details_json
@@ -115,5 +116,41 @@ async def test_a_sure_sample_after_the_warmup_keeps_its_vote() -> None:
     ],
 )
 def test_confidence_filter_parameters_are_checked(params: dict[str, object], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        SelfConsistencyParams.model_validate(params)
+
+
+async def test_waves_start_only_while_the_vote_is_open() -> None:
+    engine = ScriptedEngine(script=lambda prompt, index: padded("42", 10 + index))
+    ctx = context(engine)
+    params = SelfConsistencyParams(n=8, adaptive=True, wave=4)
+    details = details_json(await SelfConsistency(params).run(ctx))
+    # Four agreeing votes decide it as the first wave ends: the second never starts.
+    assert [(call.kind, call.n) for call in engine.calls] == [("generate_until", 4)]
+    assert (details["stopped"], details["finished"], details["cancelled"]) == ("confident", 4, 0)
+    assert details["waves"] == 1
+    assert len(ctx.budget.records) == 4
+
+
+async def test_an_open_vote_starts_the_next_wave_with_its_own_seed() -> None:
+    engine = ScriptedEngine(script=lambda prompt, index: padded(str(index % 2), 3 + index))
+    ctx = context(engine, sampling=Sampling(max_tokens=256, seed=7))
+    params = SelfConsistencyParams(n=6, adaptive=True, wave=2)
+    details = details_json(await SelfConsistency(params).run(ctx))
+    # Each wave splits 1-1: every wave runs, and none draws another's samples again.
+    assert [(call.kind, call.n) for call in engine.calls] == [("generate_until", 2)] * 3
+    assert [call.sampling.seed for call in engine.calls] == [7, 9, 11]
+    assert (details["finished"], details["cancelled"], details["waves"]) == (6, 0, 3)
+    assert details["votes"] == {"0": 3, "1": 3}
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"wave": 2}, "wave paces adaptive sampling"),
+        ({"adaptive": True, "n": 4, "wave": 5}, r"wave \(5\) must be at most n \(4\)"),
+    ],
+)
+def test_a_wave_needs_adaptive_and_fits_in_n(params: dict[str, object], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         SelfConsistencyParams.model_validate(params)
