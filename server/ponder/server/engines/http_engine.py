@@ -53,6 +53,10 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
+#: How long an idle engine connection is kept for reuse.
+KEEPALIVE_SECONDS = 2.0
+
+
 class EngineKind(StrEnum):
     VLLM = "vllm"
     LLAMACPP = "llamacpp"
@@ -109,7 +113,12 @@ class HTTPEngine:
         self._closing: set[asyncio.Future[None]] = set()
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         limits = httpx.Limits(
-            max_connections=max_connections, max_keepalive_connections=max_connections
+            max_connections=max_connections,
+            max_keepalive_connections=max_connections,
+            # Under the engines' own idle timeout (llama.cpp's and uvicorn's: 5 s), so that a
+            # call never goes out on a connection the engine is closing: aiohttp, unlike
+            # httpcore, does not poll an idle connection before it reuses it.
+            keepalive_expiry=KEEPALIVE_SECONDS,
         )
         self._client = httpx.AsyncClient(
             base_url=self.base_url,
