@@ -36,7 +36,7 @@ from ponder.strategies.details import Details
 from ponder.strategies.engine import ABORTED, Choice, Generation, Prompt, Sampling
 from ponder.strategies.limits import Limits
 from ponder.strategies.scorers import ScorerName, ScoringParams, make_scorer
-from ponder.strategies.stopping import StopReason, decided
+from ponder.strategies.stopping import StopReason, decided_in_draw_order
 
 
 class SelfConsistencyParams(DraftingParams, ScoringParams):
@@ -238,7 +238,7 @@ class SelfConsistency(Strategy[SelfConsistencyParams]):
 
             def done(index: int, choice: Choice, first: int = first) -> bool:
                 votes[first + index] = extract_answer(choice.text, params.answer_format)
-                reason = decided(votes.values(), params.n - len(votes), params.confidence)
+                reason = decided_in_draw_order(votes, params.n, params.confidence)
                 if reason is not None and len(votes) < params.n:
                     stopped.append(reason)
                     return True

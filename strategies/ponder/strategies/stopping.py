@@ -7,12 +7,19 @@ answers: with ``v1`` and ``v2`` votes and a uniform prior, the leader's share
 stops when P(p > 1/2) reaches the confidence asked for (0.95 in the paper).
 Independently of any prior, a leader that the samples still running cannot
 catch is decided too.
+
+Samples drawn side by side do not finish in the order they were drawn, and the
+order they finish in says something about their answers: short rationales end
+first and, on MultiArith with Qwen2.5-Coder-0.5B, answered differently from
+long ones (the Beta criterion over the first four to finish cost 7 problems of
+60 and gained none). So the criterion judges samples in the order they were
+drawn: only the first k, once all k have finished, as if sampled one at a time.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from math import comb
 from typing import Literal
 
@@ -53,3 +60,19 @@ def decided(answers: Iterable[str | None], remaining: int, confidence: float) ->
     if remaining and majority_confidence(leader, runner_up) >= confidence:
         return "confident"
     return None
+
+
+def decided_in_draw_order(
+    votes: Mapping[int, str | None], n: int, confidence: float
+) -> StopReason | None:
+    """Whether the vote of ``n`` samples is decided, ``votes`` holding the answers of those
+    finished by their index. A leader nobody can catch is judged on every finished sample;
+    the Beta criterion on the samples before the first still running."""
+    if decided(votes.values(), n - len(votes), 1.0) == "unbeatable":  # 1: no Beta stop
+        return "unbeatable"
+    drawn = 0
+    while drawn in votes:
+        drawn += 1
+    if drawn == n:
+        return None
+    return decided([votes[index] for index in range(drawn)], n - drawn, confidence)

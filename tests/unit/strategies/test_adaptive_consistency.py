@@ -6,7 +6,7 @@ import pytest
 
 from ponder.strategies.engine import Sampling
 from ponder.strategies.self_consistency import SelfConsistency, SelfConsistencyParams
-from ponder.strategies.stopping import decided, majority_confidence
+from ponder.strategies.stopping import decided, decided_in_draw_order, majority_confidence
 from ponder.strategies.testing import ScriptedEngine, count_words, details_json
 from tests.unit.strategies.scripts import context
 
@@ -154,3 +154,24 @@ async def test_an_open_vote_starts_the_next_wave_with_its_own_seed() -> None:
 def test_a_wave_needs_adaptive_and_fits_in_n(params: dict[str, object], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         SelfConsistencyParams.model_validate(params)
+
+
+async def test_the_first_to_finish_do_not_decide_for_the_samples_drawn_before_them() -> None:
+    # Samples 4-7 are short and agree; 0-3 are long and agree on another answer. Judged in
+    # the order they finish, the four short ones would stop the run with their answer.
+    engine = ScriptedEngine(
+        script=lambda prompt, index: padded("5", 2 + index) if index >= 4 else padded("42", 30)
+    )
+    ctx = context(engine)
+    details = details_json(
+        await SelfConsistency(SelfConsistencyParams(n=8, adaptive=True)).run(ctx)
+    )
+    assert "stopped" not in details  # the first drawn finished last: nothing left to save
+    assert details["votes"] == {"42": 4, "5": 4}
+    assert engine.cancelled == 0
+
+
+def test_the_beta_criterion_reads_samples_in_draw_order() -> None:
+    assert decided_in_draw_order({4: "5", 5: "5", 6: "5", 7: "5"}, 8, 0.95) is None
+    assert decided_in_draw_order({0: "4", 1: "4", 2: "4", 3: "4", 6: "9"}, 8, 0.95) == "confident"
+    assert decided_in_draw_order({3: "5", 4: "5", 5: "5", 6: "5", 7: "5"}, 8, 0.95) == "unbeatable"
