@@ -569,6 +569,10 @@ class HTTPEngine:
                 an_engine_took_a_call()
             yield response
             completed = True
+            if self.kind is EngineKind.LLAMACPP and body.get("stream"):
+                # llama.cpp's server closes the connection after a stream, though its headers
+                # say keep-alive: pooled, the next call would be written into a closed socket.
+                _hang_up(response)
         except httpx.TimeoutException as error:
             # httpx-aiohttp reports a read that timed out, and a dropped connection, as
             # ConnectTimeout: the cause says which.
