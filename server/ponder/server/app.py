@@ -46,6 +46,7 @@ def build_pool(settings: Settings, metrics: Metrics | None = None) -> EnginePool
             retry=retry,
             api_key=settings.engine_api_key,
             stream_calls=settings.engine_stream_calls,
+            aiohttp_pool=settings.engine_aiohttp_pool,
         )
 
     return EnginePool(

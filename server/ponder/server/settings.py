@@ -207,6 +207,11 @@ class Settings(BaseSettings):
         description="make free-text engine calls as streams, so that a call whose client "
         "left is aborted at the engine",
     )
+    engine_aiohttp_pool: bool = Field(
+        False,
+        description="engine calls through aiohttp's connection pool instead of httpcore's: "
+        "about a fifth of the gateway CPU per relayed stream; not yet the default",
+    )
     health_interval: float = Field(5.0, gt=0)
 
     # Strategies.

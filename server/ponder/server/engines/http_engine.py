@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import socket
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import replace
@@ -100,6 +101,7 @@ class HTTPEngine:
         max_connections: int = 256,
         transport: httpx.AsyncBaseTransport | None = None,
         stream_calls: bool = True,
+        aiohttp_pool: bool = False,
     ) -> None:
         self.base_url = normalise_base_url(base_url)
         self._model = model
@@ -124,9 +126,11 @@ class HTTPEngine:
             base_url=self.base_url,
             headers=headers,
             timeout=httpx.Timeout(timeout, connect=connect_timeout),
-            # aiohttp's connection pool under httpx's API: with httpcore's, a gateway relaying
-            # many streams spent half its CPU on the pool's bookkeeping (docs/benchmarks.md).
-            transport=transport or AiohttpTransport(limits=limits),
+            limits=limits,
+            # aiohttp's connection pool under httpx's API, when asked: with httpcore's, a
+            # gateway relaying many streams spends most of its CPU on the pool's bookkeeping
+            # (docs/benchmarks.md).
+            transport=transport or (AiohttpTransport(limits=limits) if aiohttp_pool else None),
         )
         self.outstanding = 0
         self._idle = asyncio.Event()
@@ -733,6 +737,12 @@ def _hang_up(response: httpx.Response) -> None:
     (an awaited close may not run: the task is being cancelled)."""
     if isinstance(response.stream, AiohttpResponseStream):
         response.stream._aiohttp_response.close()
+        return
+    stream = response.extensions.get("network_stream")
+    sock = stream.get_extra_info("socket") if stream is not None else None
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
 
 
 def _merge(generations: list[Generation]) -> Generation:
