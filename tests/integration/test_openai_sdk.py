@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import socket
 import time
-from collections.abc import Callable
 
 import httpx
 import openai
@@ -18,7 +17,7 @@ import pytest
 from openai.types.chat import ChatCompletionMessageParam
 
 from ponder.server.engines.managed import ManagedEngine
-from tests.integration.conftest import MODEL, Served
+from tests.integration.conftest import MODEL, Served, wait_until
 
 LONG: list[ChatCompletionMessageParam] = [
     {"role": "user", "content": "Write a long story about a dragon who learns to count."}
@@ -263,9 +262,9 @@ def test_a_client_that_leaves_stops_the_engine_work(served: Served) -> None:
             while not next(lines).startswith("data:"):
                 pass
             # A token has arrived and the client is still there: the engine generates.
-            _wait_for(lambda: served.requests_running() >= 1, "the engine to be generating")
+            wait_until(lambda: served.requests_running() >= 1, "the engine to be generating", 10.0)
         # The client has hung up, long before 1500 tokens could be generated.
-        _wait_for(lambda: served.requests_running() == 0, "the engine to stop generating")
+        wait_until(lambda: served.requests_running() == 0, "the engine to stop generating", 10.0)
 
 
 @pytest.mark.parametrize(
@@ -297,19 +296,12 @@ def test_a_client_that_leaves_before_any_answer_stops_every_strategys_work(
     )
     with socket.create_connection((host, int(port))) as connection:
         connection.sendall(head.encode() + payload)
-        _wait_for(lambda: served.requests_running() >= 1, "the engine to be generating")
+        wait_until(lambda: served.requests_running() >= 1, "the engine to be generating", 10.0)
     left = time.monotonic()
-    _wait_for(lambda: served.requests_running() == 0, "the engine to stop generating")
+    wait_until(lambda: served.requests_running() == 0, "the engine to stop generating", 10.0)
     # The goal is 1 s. llama.cpp's gauge drops in about 0.3 s. vLLM CPU's own reaction varies:
     # after a client of vLLM itself leaves an n=4 request its gauge took 0.06-2.0 s to drop
     # (measured the same way, no gateway), so its bound is vLLM's worst plus a margin. The
     # fault this guards against kept the engines generating for 13-27 s.
     bound = 2.0 if served.kind == "llamacpp" else 4.0
     assert time.monotonic() - left < bound
-
-
-def _wait_for(condition: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"waited {timeout}s for {what}"
-        time.sleep(0.1)
