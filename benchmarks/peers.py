@@ -1,7 +1,7 @@
 """Ponder beside LiteLLM's proxy and optillm, each in front of the same engines, measured
 interleaved (every round asks every server in turn, so drift hits all alike).
 
-    python benchmarks/peers.py [--rounds 30] [--seconds 10]
+    python benchmarks/peers.py [--rounds 30] [--seconds 10] [--heavy-rounds 5] [--rows ...]
 
 Installs LiteLLM's proxy and optillm each into a virtualenv of its own under Ponder's cache
 (``~/.cache/ponder/bench-venvs``; optillm after the CPU build of torch 2.13.0), then starts
@@ -77,9 +77,20 @@ class Stack:
     def url(self, name: str) -> str:
         return self.servers[name].url + CHAT
 
+    def in_turn(self, round_: int) -> list[str]:
+        """The servers in the order of one round: each goes first in its turn (the request
+        that follows another meets the engine still finishing the last one's work)."""
+        names = list(self.servers)
+        shift = round_ % len(names)
+        return names[shift:] + names[:shift]
 
-def spread(values: list[float]) -> str:
-    return f"{statistics.median(values):.2f} ({min(values):.2f}-{max(values):.2f})"
+
+def spread(values: list[float], digits: int = 2) -> str:
+    """Median (min-max)."""
+    low, middle, high = (
+        f"{v:.{digits}f}" for v in (min(values), statistics.median(values), max(values))
+    )
+    return f"{middle} ({low}-{high})"
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -94,7 +105,7 @@ def one_at_a_time(
     rounds that warm every path."""
     latencies: dict[str, list[float]] = {name: [] for name in stack.servers}
     for round_ in range(rounds + 3):
-        for name in stack.servers:
+        for name in stack.in_turn(round_):
             started = time.perf_counter()
             client.post(stack.url(name), json=body).raise_for_status()
             if round_ >= 3:
@@ -130,10 +141,12 @@ async def wave(url: str, body: dict[str, Any], size: int) -> float:
 def waves(stack: Stack, body: dict[str, Any], rounds: int, size: int) -> dict[str, list[float]]:
     """Each server's wave wall time over the engine's in the same round."""
     ratios: dict[str, list[float]] = {name: [] for name in stack.servers if name != "engine"}
-    for _ in range(rounds):
-        engine = asyncio.run(wave(stack.url("engine"), body, size))
+    for round_ in range(rounds):
+        walls = {
+            name: asyncio.run(wave(stack.url(name), body, size)) for name in stack.in_turn(round_)
+        }
         for name in ratios:
-            ratios[name].append(asyncio.run(wave(stack.url(name), body, size)) / engine)
+            ratios[name].append(walls[name] / walls["engine"])
     return ratios
 
 
@@ -202,7 +215,7 @@ def first_tokens(
 ) -> dict[str, list[float]]:
     times: dict[str, list[float]] = {name: [] for name in stack.servers}
     for round_ in range(rounds + 1):
-        for name in stack.servers:
+        for name in stack.in_turn(round_):
             ms = first_token_ms(client, stack.url(name), body)
             if round_:
                 times[name].append(ms)
@@ -232,13 +245,16 @@ def eight_samples(
         ),
         "litellm n=8": ("litellm", {**base, "model": MODEL, "n": 8}),
     }
-    ratios: dict[str, list[float]] = {name: [] for name in ways}
+    ways["engine n=8"] = ("engine", {**base, "model": MODEL, "n": 8})
+    ratios: dict[str, list[float]] = {name: [] for name in ways if name != "engine n=8"}
     for round_ in range(rounds + 1):
-        engine, _ = timed(client, stack.url("engine"), {**base, "model": MODEL, "n": 8})
-        for name, (server, body) in ways.items():
-            seconds, _ = timed(client, stack.url(server), body)
-            if round_:
-                ratios[name].append(seconds / engine)
+        walls = {}
+        for name in (*list(ways)[round_ % 4 :], *list(ways)[: round_ % 4]):
+            server, body = ways[name]
+            walls[name], _ = timed(client, stack.url(server), body)
+        if round_:
+            for name in ratios:
+                ratios[name].append(walls[name] / walls["engine n=8"])
     return ratios
 
 
@@ -287,7 +303,12 @@ def pdr_against_replay(
             "model": MODEL,
             "messages": messages,
             "max_tokens": max_tokens,
-            "ponder": {"strategy": "pdr", "schedule": schedule, "trace": True},
+            "ponder": {
+                "strategy": "pdr",
+                "schedule": schedule,
+                "workspace_tokens": 256,
+                "trace": True,
+            },
         }
         seconds, response = timed(client, stack.url("ponder"), body)
         again = asyncio.run(replay(stack.servers["engine"].url, response["ponder"]["trace"]))
@@ -317,7 +338,11 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=30, help="one-request rounds")
     parser.add_argument("--seconds", type=float, default=10.0, help="each throughput run")
     parser.add_argument("--heavy-rounds", type=int, default=5, help="waves, n=8 and PDR rounds")
+    parser.add_argument(
+        "--rows", nargs="+", choices=ROWS, default=list(ROWS), help="which rows (all by default)"
+    )
     args = parser.parse_args()
+    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]  # rows as they come
     settings = Settings()
     logs = Path(tempfile.mkdtemp(prefix="ponder-peers-"))
     venv_root = settings.cache_dir / "bench-venvs"
@@ -354,52 +379,62 @@ def main() -> int:
     return 0
 
 
+ROWS = ("added", "wave", "throughput", "first-token", "samples", "pdr")
+
+
 def run_rows(
     args: argparse.Namespace, client: httpx.Client, on_stub: Stack, on_vllm: Stack
 ) -> None:
     short = {"messages": QUESTION, "max_tokens": 16, "temperature": 0}
-    print_added(
-        f"one request at a time, stub engine (instant), {args.rounds} rounds",
-        one_at_a_time(client, on_stub, {**short, "model": STUB_MODEL}, args.rounds),
-    )
-    print_added(
-        f"one request at a time, vLLM, 16 tokens, {args.rounds} rounds",
-        one_at_a_time(client, on_vllm, {**short, "model": MODEL}, args.rounds),
-    )
     story = {"model": MODEL, "messages": STORY, "max_tokens": 64, "temperature": 0}
-    print(f"\nwave of 16 concurrent requests, vLLM, 64 tokens each: wall / engine's wall, "
-          f"median (min-max) of {args.heavy_rounds}")  # fmt: skip
-    for name, ratios in waves(on_vllm, story, args.heavy_rounds, 16).items():
-        print(f"{name:<10}{spread(ratios):>24}")
-    print(f"\nconcurrency 32 against the stub, 16 tokens, {args.seconds:.0f} s a run, 3 runs: "
-          "median (min-max)")  # fmt: skip
-    print(f"{'server':<10}{'requests/s':>24}{'CPU ms/request':>24}{'RSS MiB':>24}")
-    stub_body = {**short, "model": STUB_MODEL}
-    for name, result in throughput(on_stub, stub_body, 32, args.seconds, 3).items():
-        print(
-            f"{name:<10}{spread(result.rates):>24}{spread(result.cpu_ms):>24}"
-            f"{spread(result.rss_mib):>24}"
+    if "added" in args.rows:
+        print_added(
+            f"one request at a time, stub engine (instant), {args.rounds} rounds",
+            one_at_a_time(client, on_stub, {**short, "model": STUB_MODEL}, args.rounds),
         )
-    times = first_tokens(client, on_vllm, story, args.heavy_rounds * 2)
-    engine = statistics.median(times["engine"])
-    print(f"\ntime to first token, streamed 64-token answer, vLLM: engine p50 {engine:.0f} ms")
-    for name, values in times.items():
-        if name != "engine":
-            print(f"{name:<10} p50 {statistics.median(values):7.0f} ms   added "
-                  f"{statistics.median(values) - engine:+7.0f} ms")  # fmt: skip
-    print(f"\neight samples of one question, vLLM, 64 tokens each: wall / engine's n=8, "
-          f"median (min-max) of {args.heavy_rounds}")  # fmt: skip
-    for name, ratios in eight_samples(client, on_vllm, args.heavy_rounds, 64).items():
-        print(f"{name:<30}{spread(ratios):>24}")
-    print(f"\nPDR through Ponder against the replay of its own steps on vLLM, max_tokens 128, "
-          f"{args.heavy_rounds} rounds: median (min-max)")  # fmt: skip
-    print(f"{'schedule':<12}{'wall / replay':>24}{'wall s':>24}{'B_seq':>24}")
-    for schedule in ([8, 1], [4, 2, 1]):
-        row = pdr_against_replay(client, on_vllm, schedule, args.heavy_rounds, 128)
-        print(
-            f"{schedule!s:<12}{spread(row.ratios):>24}{spread(row.seconds):>24}"
-            f"{spread([float(t) for t in row.sequential_tokens]):>24}"
+        print_added(
+            f"one request at a time, vLLM, 16 tokens, {args.rounds} rounds",
+            one_at_a_time(client, on_vllm, {**short, "model": MODEL}, args.rounds),
         )
+    if "wave" in args.rows:
+        print(f"\nwave of 16 concurrent requests, vLLM, 64 tokens each: wall / engine's wall, "
+              f"median (min-max) of {args.heavy_rounds}")  # fmt: skip
+        for name, ratios in waves(on_vllm, story, args.heavy_rounds, 16).items():
+            print(f"{name:<10}{spread(ratios):>24}")
+    if "throughput" in args.rows:
+        print(f"\nconcurrency 32 against the stub, 16 tokens, {args.seconds:.0f} s a run, "
+              "3 runs: median (min-max)")  # fmt: skip
+        print(f"{'server':<10}{'requests/s':>24}{'CPU ms/request':>24}{'RSS MiB':>24}")
+        stub_body = {**short, "model": STUB_MODEL}
+        for name, result in throughput(on_stub, stub_body, 32, args.seconds, 3).items():
+            print(
+                f"{name:<10}{spread(result.rates):>24}{spread(result.cpu_ms):>24}"
+                f"{spread(result.rss_mib):>24}"
+            )
+    if "first-token" in args.rows:
+        times = first_tokens(client, on_vllm, story, args.heavy_rounds * 2)
+        engine = statistics.median(times["engine"])
+        print(f"\ntime to first token, streamed 64-token answer, vLLM: engine p50 {engine:.0f} ms")
+        for name, values in times.items():
+            if name != "engine":
+                print(f"{name:<10} p50 {statistics.median(values):7.0f} ms   added "
+                      f"{statistics.median(values) - engine:+7.0f} ms")  # fmt: skip
+    if "samples" in args.rows:
+        print(f"\neight samples of one question, vLLM, 64 tokens each: wall / engine's n=8, "
+              f"median (min-max) of {args.heavy_rounds}")  # fmt: skip
+        for name, ratios in eight_samples(client, on_vllm, args.heavy_rounds, 64).items():
+            print(f"{name:<30}{spread(ratios):>24}")
+    if "pdr" in args.rows:
+        print(f"\nPDR through Ponder against the replay of its own steps on vLLM, "
+              f"max_tokens 128, workspace_tokens 256, {args.heavy_rounds} rounds: "
+              "median (min-max)")  # fmt: skip
+        print(f"{'schedule':<12}{'wall / replay':>24}{'wall s':>24}{'B_seq':>24}")
+        for schedule in ([8, 1], [4, 2, 1]):
+            row = pdr_against_replay(client, on_vllm, schedule, args.heavy_rounds, 128)
+            print(
+                f"{schedule!s:<12}{spread(row.ratios):>24}{spread(row.seconds):>24}"
+                f"{spread([float(t) for t in row.sequential_tokens], 0):>24}"
+            )
 
 
 if __name__ == "__main__":
