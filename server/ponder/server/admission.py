@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from prometheus_client import Gauge
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ponder.server.errors import TooManyRequests, send_error
 
@@ -40,12 +40,28 @@ class InFlightLimit:
         self.in_flight += 1
         if self._gauge is not None:
             self._gauge.inc()
+        released = False
+
+        def release() -> None:
+            nonlocal released
+            if not released:
+                released = True
+                self.in_flight -= 1
+                if self._gauge is not None:
+                    self._gauge.dec()
+
+        async def send_then_release(message: Message) -> None:
+            await send(message)
+            # The client has the whole answer: what the request still does (closing its
+            # engine streams, its metrics) orders no engine work, and a client that asks
+            # again at once must not find its own finished request still counted.
+            if message["type"] == "http.response.body" and not message.get("more_body"):
+                release()
+
         try:
-            await self.app(scope, receive, send)
+            await self.app(scope, receive, send_then_release)
         finally:
-            self.in_flight -= 1
-            if self._gauge is not None:
-                self._gauge.dec()
+            release()
 
     async def _refuse(self, send: Send) -> None:
         error = TooManyRequests(
