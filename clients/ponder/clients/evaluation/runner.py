@@ -138,9 +138,14 @@ class Runner:
         except PonderError as error:
             record.update(error=str(error), latency_s=round(time.perf_counter() - started, 4))
             return record
-        chosen = (result.ponder.details or {}).get("budget")
+        details = dict(result.ponder.details or {})
+        chosen = details.pop("budget", None)
         if chosen is not None:
             record["budget"] = chosen
+        if details:
+            # What the strategy decided (a vote's counts, where an adaptive run stopped, PDR's
+            # rounds): how an item's answer came about, for reading a result afterwards.
+            record["details"] = details
         latency = time.perf_counter() - started
         prediction = prediction_from(result.text, result.answer, self.dataset.grader)
         graded = grade(self.dataset.grader, prediction, problem.gold)
