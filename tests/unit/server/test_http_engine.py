@@ -246,6 +246,36 @@ async def test_stream_yields_text_then_the_end_with_counts() -> None:
     assert end.choice.finish_reason == "stop"
 
 
+@pytest.mark.parametrize(
+    ("kind", "connection"),
+    [(EngineKind.LLAMACPP, "close"), (EngineKind.VLLM, None), (EngineKind.OPENAI, None)],
+)
+async def test_only_llamacpp_streams_ask_for_their_connection_to_close(
+    kind: EngineKind, connection: str | None
+) -> None:
+    # llama.cpp closes a stream's connection after it whatever its headers say: pooled, the
+    # next call (a /tokenize) would be written into a closing socket.
+    asked: dict[str, str | None] = {}
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        body = json.loads(request.content)
+        asked["/tokenize" if request.url.path == "/tokenize" else "stream"] = request.headers.get(
+            "connection"
+        )
+        if request.url.path == "/tokenize":
+            return httpx.Response(200, json={"tokens": [1, 2]})
+        assert body["stream"] is True
+        done = {"index": 0, "delta": {"content": "hi"}, "finish_reason": "stop"}
+        return httpx.Response(200, content=sse({"choices": [done]}))
+
+    replica = engine(handler, kind)
+    events = [e async for e in replica.stream(PROMPT, sampling=Sampling())]
+    assert isinstance(events[-1], StreamEnd)
+    assert asked["stream"] == (connection or "keep-alive")
+    await replica.count_tokens("a b")
+    assert asked["/tokenize"] == "keep-alive"  # other calls keep their connections
+
+
 async def test_stream_retries_only_before_its_first_token() -> None:
     calls = 0
 

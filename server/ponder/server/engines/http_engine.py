@@ -563,7 +563,15 @@ class HTTPEngine:
         response: httpx.Response | None = None
         completed = False
         try:
-            request = self._client.build_request("POST", path, json=body)
+            headers = None
+            if self.kind is EngineKind.LLAMACPP and body.get("stream"):
+                # llama.cpp's server closes the connection after a stream although its
+                # headers say keep-alive. Read to its end, the connection went back to the
+                # pool at once, and a call made before it was hung up (the finished sample's
+                # /tokenize) went out on it and met the close ("Server disconnected", seen in
+                # a packet capture). Asked to close, the server says so and nothing pools it.
+                headers = {"Connection": "close"}
+            request = self._client.build_request("POST", path, json=body, headers=headers)
             response = await self._send(request)
             if response.status_code >= 400:
                 await response.aread()
@@ -574,8 +582,7 @@ class HTTPEngine:
             yield response
             completed = True
             if self.kind is EngineKind.LLAMACPP and body.get("stream"):
-                # llama.cpp's server closes the connection after a stream, though its headers
-                # say keep-alive: pooled, the next call would be written into a closed socket.
+                # Asked to close (see _exchange); hung up too, for a server that ignores it.
                 _hang_up(response)
         except httpx.TimeoutException as error:
             # httpx-aiohttp reports a read that timed out, and a dropped connection, as
