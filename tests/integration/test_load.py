@@ -50,5 +50,9 @@ def test_a_hundred_streaming_clients_get_whole_answers_and_leave_nothing_behind(
         while open_connections(pid, gateway.port)[0]:
             assert time.monotonic() < deadline, "client connections left open"
             time.sleep(0.1)
-        # Connections to the engine are kept for reuse, never more than were in use.
-        assert open_connections(pid, gateway.port)[1] <= CLIENTS
+        # Connections to the engine are pooled for reuse while requests come, and closed once
+        # idle past the pool's keep-alive: none is left behind (the health check's may be
+        # open at the moment it is read).
+        while (left := open_connections(pid, gateway.port)[1]) > 1:
+            assert time.monotonic() < deadline + 10, f"{left} engine connections left open"
+            time.sleep(0.1)
