@@ -582,7 +582,7 @@ class HTTPEngine:
             yield response
             completed = True
             if self.kind is EngineKind.LLAMACPP and body.get("stream"):
-                # Asked to close (see _exchange); hung up too, for a server that ignores it.
+                # Asked to close (above); hung up too, for a server that ignores the header.
                 _hang_up(response)
         except httpx.TimeoutException as error:
             # httpx-aiohttp reports a read that timed out, and a dropped connection, as
