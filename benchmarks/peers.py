@@ -379,6 +379,13 @@ def main() -> int:
     return 0
 
 
+def print_ratios(title: str, ratios: dict[str, list[float]], rounds: int) -> None:
+    print(f"\n{title}, median (min-max) of {rounds}")
+    width = max(len(name) for name in ratios) + 2
+    for name, values in ratios.items():
+        print(f"{name:<{width}}{spread(values):>24}")
+
+
 ROWS = ("added", "wave", "throughput", "first-token", "samples", "pdr")
 
 
@@ -397,10 +404,11 @@ def run_rows(
             one_at_a_time(client, on_vllm, {**short, "model": MODEL}, args.rounds),
         )
     if "wave" in args.rows:
-        print(f"\nwave of 16 concurrent requests, vLLM, 64 tokens each: wall / engine's wall, "
-              f"median (min-max) of {args.heavy_rounds}")  # fmt: skip
-        for name, ratios in waves(on_vllm, story, args.heavy_rounds, 16).items():
-            print(f"{name:<10}{spread(ratios):>24}")
+        print_ratios(
+            "wave of 16 concurrent requests, vLLM, 64 tokens each: wall / engine's wall",
+            waves(on_vllm, story, args.heavy_rounds, 16),
+            args.heavy_rounds,
+        )
     if "throughput" in args.rows:
         print(f"\nconcurrency 32 against the stub, 16 tokens, {args.seconds:.0f} s a run, "
               "3 runs: median (min-max)")  # fmt: skip
@@ -420,10 +428,11 @@ def run_rows(
                 print(f"{name:<10} p50 {statistics.median(values):7.0f} ms   added "
                       f"{statistics.median(values) - engine:+7.0f} ms")  # fmt: skip
     if "samples" in args.rows:
-        print(f"\neight samples of one question, vLLM, 64 tokens each: wall / engine's n=8, "
-              f"median (min-max) of {args.heavy_rounds}")  # fmt: skip
-        for name, ratios in eight_samples(client, on_vllm, args.heavy_rounds, 64).items():
-            print(f"{name:<30}{spread(ratios):>24}")
+        print_ratios(
+            "eight samples of one question, vLLM, 64 tokens each: wall / engine's n=8",
+            eight_samples(client, on_vllm, args.heavy_rounds, 64),
+            args.heavy_rounds,
+        )
     if "pdr" in args.rows:
         print(f"\nPDR through Ponder against the replay of its own steps on vLLM, "
               f"max_tokens 128, workspace_tokens 256, {args.heavy_rounds} rounds: "

@@ -9,11 +9,11 @@ Independently of any prior, a leader that the samples still running cannot
 catch is decided too.
 
 Samples drawn side by side do not finish in the order they were drawn, and the
-order they finish in says something about their answers: short rationales end
-first and, on MultiArith with Qwen2.5-Coder-0.5B, answered differently from
-long ones (the Beta criterion over the first four to finish cost 7 problems of
-60 and gained none). So the criterion judges samples in the order they were
-drawn: only the first k, once all k have finished, as if sampled one at a time.
+order they finish in says something about their answers (short rationales end
+first), so the first to finish are a biased sample of the n. The criterion
+therefore judges samples in the order they were drawn: only the first k, once
+all k have finished, as if sampled one at a time. (An evaluation did not show
+the other order losing answers: docs/evaluation.md.)
 """
 
 from __future__ import annotations
