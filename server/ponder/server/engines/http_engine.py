@@ -6,26 +6,22 @@ import asyncio
 import contextlib
 import json
 import logging
-import socket
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import replace
 from enum import StrEnum
 from typing import Any, TypeVar
 
-import aiohttp
 import httpx
-from httpx_aiohttp.transport import (
-    AiohttpResponseStream,
-    AiohttpTransport,
-    map_aiohttp_exceptions,
-)
 
 from ponder.server.engines.resume import continued
-from ponder.server.engines.retry import (
-    RETRYABLE_STATUSES,
-    RetryPolicy,
-    is_retryable_transport_error,
+from ponder.server.engines.retry import RETRYABLE_STATUSES, RetryPolicy
+from ponder.server.engines.transport import (
+    AiohttpTransport,
+    EngineResponse,
+    EngineTransport,
+    HttpxTransport,
+    where,
 )
 from ponder.strategies.acceptance import an_engine_took_a_call
 from ponder.strategies.engine import (
@@ -83,9 +79,10 @@ def normalise_base_url(url: str) -> str:
 class HTTPEngine:
     """An :class:`~ponder.strategies.engine.Engine` over one replica's HTTP API.
 
-    One pooled ``httpx.AsyncClient`` per replica. Calls are retried with
-    backoff on connection errors and 502/503, only before anything of the
-    call has reached the caller.
+    One pooled client per replica (:mod:`~ponder.server.engines.transport`: aiohttp's,
+    or httpx's when ``aiohttp_pool`` is off or a ``transport`` is given). Calls are retried
+    with backoff on connection errors and 502/503, only before anything of the call has
+    reached the caller.
     """
 
     def __init__(
@@ -101,7 +98,7 @@ class HTTPEngine:
         max_connections: int = 256,
         transport: httpx.AsyncBaseTransport | None = None,
         stream_calls: bool = True,
-        aiohttp_pool: bool = False,
+        aiohttp_pool: bool = True,
     ) -> None:
         self.base_url = normalise_base_url(base_url)
         self._model = model
@@ -114,24 +111,22 @@ class HTTPEngine:
         #: Responses of cancelled calls being closed.
         self._closing: set[asyncio.Future[None]] = set()
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        limits = httpx.Limits(
-            max_connections=max_connections,
-            max_keepalive_connections=max_connections,
+        options: dict[str, Any] = {
+            "headers": headers,
+            "timeout": timeout,
+            "connect_timeout": connect_timeout,
+            "max_connections": max_connections,
             # Under the engines' own idle timeout (llama.cpp's and uvicorn's: 5 s), so that a
             # call never goes out on a connection the engine is closing: aiohttp, unlike
             # httpcore, does not poll an idle connection before it reuses it.
-            keepalive_expiry=KEEPALIVE_SECONDS,
-        )
-        self._client = httpx.AsyncClient(
-            base_url=self.base_url,
-            headers=headers,
-            timeout=httpx.Timeout(timeout, connect=connect_timeout),
-            limits=limits,
-            # aiohttp's connection pool under httpx's API, when asked: with httpcore's, a
-            # gateway relaying many streams spends most of its CPU on the pool's bookkeeping
-            # (docs/benchmarks.md).
-            transport=transport or (AiohttpTransport(limits=limits) if aiohttp_pool else None),
-        )
+            "keepalive": KEEPALIVE_SECONDS,
+        }
+        self._transport: EngineTransport
+        if aiohttp_pool and transport is None:
+            self._transport = AiohttpTransport(self.base_url, **options)
+        else:
+            self._transport = HttpxTransport(self.base_url, transport=transport, **options)
+        self._where = where(self.base_url)
         self.outstanding = 0
         self._idle = asyncio.Event()
         self._idle.set()
@@ -149,7 +144,7 @@ class HTTPEngine:
         return self._model
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        await self._transport.aclose()
 
     async def drained(self) -> None:
         """Return once no call is in flight."""
@@ -159,9 +154,11 @@ class HTTPEngine:
 
     async def discover(self) -> None:
         """Learn the served model and the engine's kind from /v1/models."""
-        response = await self._client.get("/v1/models", timeout=10.0)
-        response.raise_for_status()
-        models = response.json().get("data") or []
+        async with asyncio.timeout(10.0):
+            status, content = await self._transport.get("/v1/models")
+        if status != 200:
+            raise EngineUnavailable(f"{self._where} answered {status} to /v1/models")
+        models = json.loads(content).get("data") or []
         if not models:
             raise EngineUnavailable(f"{self.base_url} serves no model")
         entry = next((m for m in models if m.get("id") == self._model), models[0])
@@ -175,10 +172,11 @@ class HTTPEngine:
         """Whether the replica answers now (vLLM and llama.cpp both serve /health)."""
         path = "/v1/models" if self.kind is EngineKind.OPENAI else "/health"
         try:
-            response = await self._client.get(path, timeout=5.0)
-        except httpx.HTTPError:
+            async with asyncio.timeout(5.0):
+                status, _ = await self._transport.get(path)
+        except (EngineError, TimeoutError):
             return False
-        return response.status_code == 200
+        return status == 200
 
     # -- generation ------------------------------------------------------------
 
@@ -540,76 +538,58 @@ class HTTPEngine:
         try:
             async with asyncio.timeout(self.call_timeout):
                 async with self._exchange(path, body) as response:
-                    await response.aread()
+                    content = await response.read()
         except TimeoutError as error:
             raise self._overran(path) from error
-        payload = response.json()
+        payload = json.loads(content)
         if not isinstance(payload, dict):
             raise EngineError(f"{self.base_url}{path} answered with {type(payload).__name__}")
         return payload
 
     @contextlib.asynccontextmanager
-    async def _exchange(self, path: str, body: dict[str, Any]) -> AsyncIterator[httpx.Response]:
+    async def _exchange(self, path: str, body: dict[str, Any]) -> AsyncIterator[EngineResponse]:
         """POST ``body``; hold the response open while the caller reads it.
 
-        Transport errors become engine errors. A response the caller leaves
-        unread (it was cancelled: its client went away) has its connection
-        shut, which is how vLLM and llama.cpp learn to abort the request.
-        httpx's own close does not shut it while an enclosing anyio cancel
-        scope (Starlette's, when a client disconnects) is being cancelled.
+        A response the caller leaves unread (it was cancelled: its client went away) has
+        its connection shut, which is how vLLM and llama.cpp learn to abort the request.
         """
         self.outstanding += 1
         self._idle.clear()
-        response: httpx.Response | None = None
+        response: EngineResponse | None = None
         completed = False
+        # llama.cpp's server closes the connection after a stream although its headers say
+        # keep-alive. Read to its end, the connection went back to the pool at once, and a
+        # call made before it was hung up (the finished sample's /tokenize) went out on it
+        # and met the close ("Server disconnected", seen in a packet capture). Asked to
+        # close, the server says so and nothing pools it.
+        closing = self.kind is EngineKind.LLAMACPP and bool(body.get("stream"))
         try:
-            headers = None
-            if self.kind is EngineKind.LLAMACPP and body.get("stream"):
-                # llama.cpp's server closes the connection after a stream although its
-                # headers say keep-alive. Read to its end, the connection went back to the
-                # pool at once, and a call made before it was hung up (the finished sample's
-                # /tokenize) went out on it and met the close ("Server disconnected", seen in
-                # a packet capture). Asked to close, the server says so and nothing pools it.
-                headers = {"Connection": "close"}
-            request = self._client.build_request("POST", path, json=body, headers=headers)
-            response = await self._send(request)
-            if response.status_code >= 400:
-                await response.aread()
+            response = await self._send(path, body, close=closing)
+            if response.status >= 400:
+                content = await response.read()
                 completed = True
-                raise _status_error(response)
+                raise _status_error(response.status, content, self._where)
             if path.endswith("completions"):
                 an_engine_took_a_call()
             yield response
             completed = True
-            if self.kind is EngineKind.LLAMACPP and body.get("stream"):
-                # Asked to close (above); hung up too, for a server that ignores the header.
-                _hang_up(response)
-        except httpx.TimeoutException as error:
-            # httpx-aiohttp reports a read that timed out, and a dropped connection, as
-            # ConnectTimeout: the cause says which.
-            read_timeout = isinstance(error.__cause__, aiohttp.SocketTimeoutError)
-            if isinstance(error, httpx.ConnectTimeout | httpx.PoolTimeout) and not read_timeout:
-                raise EngineUnavailable(f"{self.base_url}: {error!r}") from error
-            raise EngineTimeout(f"{self.base_url} timed out on {path}: {error!r}") from error
-        except httpx.HTTPError as error:
-            if is_retryable_transport_error(error):
-                raise EngineUnavailable(f"{self.base_url}: {error!r}") from error
-            raise EngineError(f"{self.base_url}: {error!r}") from error
+            if closing:
+                response.hang_up()  # for a server that ignores the header
         finally:
             self.outstanding -= 1
             if not self.outstanding:
                 self._idle.set()
             if response is not None:
                 if not completed:
-                    _hang_up(response)
+                    response.hang_up()
                 await response.aclose()
 
-    async def _send(self, request: httpx.Request) -> httpx.Response:
-        """Send ``request`` in a task of its own: a call cancelled before the engine answered
-        (its client left) then has its connection closed by httpx, as a plain cancellation
-        does, which the engine notices; inside a cancelled server task it would stay open,
-        and the engine would generate on for nobody."""
-        sending = asyncio.ensure_future(self._client.send(request, stream=True))
+    async def _send(self, path: str, body: dict[str, Any], *, close: bool) -> EngineResponse:
+        """Send in a task of its own: a call cancelled before the engine answered (its
+        client left) then has its connection closed, as a plain cancellation does, which
+        the engine notices; inside a cancelled server task it would stay open, and the
+        engine would generate on for nobody."""
+        sending = asyncio.ensure_future(self._transport.post(path, body, close=close))
         try:
             return await asyncio.shield(sending)
         except asyncio.CancelledError:
@@ -617,12 +597,12 @@ class HTTPEngine:
             sending.add_done_callback(self._close_if_answered)
             raise
 
-    def _close_if_answered(self, sending: asyncio.Future[httpx.Response]) -> None:
+    def _close_if_answered(self, sending: asyncio.Future[EngineResponse]) -> None:
         """A response that arrived for a call already cancelled: hung up, and closed."""
         if sending.cancelled() or sending.exception() is not None:
             return
         response = sending.result()
-        _hang_up(response)
+        response.hang_up()
         closing = asyncio.ensure_future(response.aclose())
         self._closing.add(closing)
         closing.add_done_callback(self._closing.discard)
@@ -648,12 +628,12 @@ class HTTPEngine:
 
 
 async def _chunks(
-    response: httpx.Response, deadline: float, overran: EngineTimeout
+    response: EngineResponse, deadline: float, overran: EngineTimeout
 ) -> AsyncIterator[dict[str, Any]]:
     """The JSON chunks of an engine's SSE stream, up to ``[DONE]``; an error event raises,
     and so does a stream still going at ``deadline`` (``overran``: a trickle that each read's
     timeout lets pass)."""
-    lines = _lines(response)
+    lines = response.lines()
     async for line in lines:
         if time.monotonic() > deadline:
             raise overran
@@ -670,21 +650,6 @@ async def _chunks(
         if "error" in chunk:
             raise EngineError(_error_message(chunk), status=502)
         yield chunk
-
-
-def _lines(response: httpx.Response) -> AsyncIterator[str]:
-    """The response's lines. Read from aiohttp's own stream reader when it is there: httpx's
-    layers of byte, text and line iterators cost the gateway more per streamed token than
-    anything else it does with it."""
-    if isinstance(response.stream, AiohttpResponseStream):
-        return _aiohttp_lines(response.stream._aiohttp_response.content)
-    return response.aiter_lines()
-
-
-async def _aiohttp_lines(reader: aiohttp.StreamReader) -> AsyncIterator[str]:
-    with map_aiohttp_exceptions():  # as httpx's own errors, which callers handle
-        async for line in reader:
-            yield line.decode().rstrip("\r\n")
 
 
 class _Sample:
@@ -737,19 +702,6 @@ def _abortable(sampling: Sampling) -> bool:
 
 def _never(index: int, choice: Choice) -> bool:
     return False
-
-
-def _hang_up(response: httpx.Response) -> None:
-    """Close, at once, the connection of a response that is being abandoned mid-stream
-    (an awaited close may not run: the task is being cancelled)."""
-    if isinstance(response.stream, AiohttpResponseStream):
-        response.stream._aiohttp_response.close()
-        return
-    stream = response.extensions.get("network_stream")
-    sock = stream.get_extra_info("socket") if stream is not None else None
-    if sock is not None:
-        with contextlib.suppress(OSError):
-            sock.shutdown(socket.SHUT_RDWR)
 
 
 def _merge(generations: list[Generation]) -> Generation:
@@ -901,13 +853,11 @@ def _error_message(payload: Any) -> str:
     return str(payload)
 
 
-def _status_error(response: httpx.Response) -> EngineError:
+def _status_error(status: int, content: bytes, where: str) -> EngineError:
     try:
-        message = _error_message(response.json())
+        message = _error_message(json.loads(content))
     except ValueError:
-        message = response.text[:500]
-    status = response.status_code
-    where = f"engine {response.request.url.host}:{response.request.url.port}"
+        message = content.decode(errors="replace")[:500]
     if status in RETRYABLE_STATUSES:
         return EngineUnavailable(f"{where} answered {status}: {message}")
     if status == 504:

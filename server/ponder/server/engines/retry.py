@@ -5,8 +5,6 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-import httpx
-
 #: Statuses that mean "this replica cannot take the call now", not "the call is wrong".
 RETRYABLE_STATUSES = frozenset({502, 503})
 
@@ -21,20 +19,3 @@ class RetryPolicy:
         """Full-jitter exponential backoff before retry number ``attempt`` (1-based)."""
         ceiling = min(self.backoff_max, self.backoff_base * 2 ** (attempt - 1))
         return (rng or random).uniform(0, ceiling)
-
-
-def is_retryable_transport_error(error: Exception) -> bool:
-    """Connection refused or reset, and a kept-alive connection the engine dropped.
-
-    llama.cpp's server closes a kept-alive connection after a stream, which
-    httpx reports as ``RemoteProtocolError`` on the next request.
-    """
-    return isinstance(
-        error,
-        httpx.ConnectError
-        | httpx.RemoteProtocolError
-        | httpx.ReadError
-        | httpx.WriteError
-        | httpx.ConnectTimeout
-        | httpx.PoolTimeout,
-    )

@@ -1,0 +1,180 @@
+"""The gateway's own cost: requests/s, CPU per request and RSS of one ``ponder serve`` worker
+at concurrency 32 in front of the instant stub engine, optionally with a py-spy profile;
+before it, the engine client's own share.
+
+    python benchmarks/gateway_cost.py [--seconds 8] [--runs 3] [--stream] [--profile FILE]
+
+The stub (``tests/stub_engine.py``) answers at once, so what is left is the gateway: its
+HTTP parsing, validation, strategy, engine call and response. CPU time is read from /proc
+for the gateway's process (the stub and the load generator are not counted).
+
+The engine client's share is measured in this process first: 32 tasks calling
+``HTTPEngine.generate`` against the stub for ``--seconds``, with its calls streamed (the
+default) and plain, over aiohttp's client (the default) and over httpx's (httpcore's pool),
+beside the floor of a bare aiohttp POST whose JSON is read. ``--env
+NAME=VALUE`` passes settings to the gateway (e.g. ``PONDER_ENGINE_STREAM_CALLS=false``) to
+compare variants; ``--profile`` records the last run with ``py-spy record`` (top-down
+flame graph as SVG, or ``--format raw`` collapsed stacks for a file ending in ``.txt``).
+Starts the stub and the gateway on free ports and stops them. Run from the repository's root.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from ponder.server.engines.http_engine import EngineKind, HTTPEngine
+from ponder.server.engines.managed import ManagedEngine, free_port
+from ponder.strategies.engine import Message, Sampling
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.peer_servers import machine, tree
+from benchmarks.peers import closed_loop, spread
+
+BODY: dict[str, Any] = {
+    "model": "stub",
+    "messages": [{"role": "user", "content": "A pet store had 13 cats and sold 5. How many?"}],
+    "max_tokens": 16,
+    "temperature": 0,
+}
+
+
+def gateway(engine_url: str, logs: Path, env: dict[str, str]) -> ManagedEngine:
+    port = free_port()
+    argv = [sys.executable, "-m", "ponder.server", "serve", "--port", str(port)]
+    argv += ["--engine-url", engine_url + "/v1", "--log-level", "warning", "--no-cache"]
+    return ManagedEngine(
+        "ponder", argv, port=port, ready_path="/ready", log_file=logs / "ponder.log", env=env
+    )
+
+
+def own_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+async def cpu_ms_per_call(
+    call: Callable[[], Awaitable[object]], seconds: float, clients: int
+) -> float:
+    """This process's CPU per call, ``clients`` tasks calling in a closed loop."""
+    done = 0
+    deadline = time.monotonic() + seconds
+
+    async def client() -> None:
+        nonlocal done
+        while time.monotonic() < deadline:
+            await call()
+            done += 1
+
+    started = own_cpu_seconds()
+    await asyncio.gather(*(client() for _ in range(clients)))
+    return (own_cpu_seconds() - started) / max(done, 1) * 1000
+
+
+async def engine_client_rows(url: str, seconds: float, clients: int) -> list[tuple[str, float]]:
+    prompt = [Message(role="user", content=BODY["messages"][0]["content"])]
+    sampling = Sampling(max_tokens=BODY["max_tokens"], temperature=0.0)
+    rows = []
+    for aiohttp_pool in (True, False):
+        for streamed in (True, False):
+            engine = HTTPEngine(
+                url + "/v1", model="stub", kind=EngineKind.VLLM, stream_calls=streamed,
+                aiohttp_pool=aiohttp_pool,
+            )  # fmt: skip
+
+            async def generate(engine: HTTPEngine = engine) -> object:
+                return await engine.generate(prompt, sampling=sampling)
+
+            await cpu_ms_per_call(generate, 1.0, clients)  # warm
+            name = f"HTTPEngine, {'aiohttp' if aiohttp_pool else 'httpx (httpcore)'}, "
+            name += "calls streamed" if streamed else "calls plain"
+            rows.append((name, await cpu_ms_per_call(generate, seconds, clients)))
+            await engine.aclose()
+    async with aiohttp.ClientSession() as session:
+        body = {**BODY, "stream": False}
+
+        async def bare() -> object:
+            async with session.post(url + "/v1/chat/completions", json=body) as response:
+                return await response.json()
+
+        await cpu_ms_per_call(bare, 1.0, clients)
+        rows.append(("bare aiohttp POST, JSON read", await cpu_ms_per_call(bare, seconds, clients)))
+    return rows
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=8.0, help="each run")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--clients", type=int, default=32)
+    parser.add_argument("--stream", action="store_true", help="clients ask for streams")
+    parser.add_argument("--env", action="append", default=[], help="NAME=VALUE for the gateway")
+    parser.add_argument("--profile", type=Path, help="py-spy output of the last run")
+    args = parser.parse_args()
+    env = dict(item.split("=", 1) for item in args.env)
+    body = {**BODY, "stream": True} if args.stream else BODY
+    logs = Path(tempfile.mkdtemp(prefix="ponder-gateway-cost-"))
+    print("machine:", machine())
+    print("gateway settings:", env or "defaults", "| streams" if args.stream else "")
+    stub_port = free_port()
+    stub_argv = [sys.executable, "-m", "tests.stub_engine", "--port", str(stub_port)]
+    stub = ManagedEngine(
+        "stub",
+        [*stub_argv, "--token-interval", "0"],
+        port=stub_port,
+        log_file=logs / "stub.log",
+    )
+    rates: list[float] = []
+    cpu_ms: list[float] = []
+    with contextlib.ExitStack() as running:
+        running.enter_context(stub)
+        print(f"\nengine client alone, {args.clients} tasks, {args.seconds:.0f} s each: "
+              "CPU ms per call")  # fmt: skip
+        for name, ms in asyncio.run(engine_client_rows(stub.url, args.seconds, args.clients)):
+            print(f"{name:<44}{ms:>8.3f}")
+        ponder = running.enter_context(gateway(stub.url, logs, env))
+        url = ponder.url + "/v1/chat/completions"
+        process = tree(ponder)
+        asyncio.run(closed_loop(url, body, args.clients, 2.0))  # warm
+        for run in range(args.runs):
+            profiler = None
+            if args.profile and run == args.runs - 1:
+                fmt = "raw" if args.profile.suffix == ".txt" else "flamegraph"
+                profiler = subprocess.Popen(
+                    ["py-spy", "record", "-p", str(process.pid), "-r", "200", "-f", fmt,
+                     "-o", str(args.profile), "-d", str(int(args.seconds) + 1)],
+                    stdout=subprocess.DEVNULL,
+                )  # fmt: skip
+                time.sleep(0.5)
+            cpu = process.cpu_seconds()
+            started = time.perf_counter()
+            done = asyncio.run(closed_loop(url, body, args.clients, args.seconds))
+            elapsed = time.perf_counter() - started
+            rates.append(done / elapsed)
+            cpu_ms.append((process.cpu_seconds() - cpu) / max(done, 1) * 1000)
+            if profiler is not None:
+                profiler.wait()
+        rss = process.rss_mib()
+    print(f"\ngateway, concurrency {args.clients}, {args.seconds:.0f} s a run, {args.runs} runs: "
+          "median (min-max)")  # fmt: skip
+    print(f"requests/s      {spread(rates, 0):>20}")
+    print(f"CPU ms/request  {spread(cpu_ms):>20}")
+    print(f"RSS MiB after   {rss:>20.0f}")
+    print(f"mean CPU ms/request {statistics.mean(cpu_ms):.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
