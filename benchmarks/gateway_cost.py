@@ -11,7 +11,9 @@ for the gateway's process (the stub and the load generator are not counted).
 The engine client's share is measured in this process first: 32 tasks calling
 ``HTTPEngine.generate`` against the stub for ``--seconds``, with its calls streamed (the
 default) and plain, over aiohttp's client (the default) and over httpx's (httpcore's pool),
-beside the floor of a bare aiohttp POST whose JSON is read. ``--env
+beside the floor of a bare aiohttp POST whose JSON is read. ``--floor`` measures, after the
+gateway, ``benchmarks/relay_floor.py`` the same way: uvicorn relaying each request to the
+stub with aiohttp and nothing else, the least any Python gateway on uvicorn costs. ``--env
 NAME=VALUE`` passes settings to the gateway (e.g. ``PONDER_ENGINE_STREAM_CALLS=false``) to
 compare variants; ``--profile`` records the last run with ``py-spy record`` (top-down
 flame graph as SVG, or ``--format raw`` collapsed stacks for a file ending in ``.txt``).
@@ -114,6 +116,29 @@ async def engine_client_rows(url: str, seconds: float, clients: int) -> list[tup
     return rows
 
 
+def relay_floor(engine_url: str, logs: Path) -> ManagedEngine:
+    port = free_port()
+    argv = [sys.executable, "-m", "uvicorn", "benchmarks.relay_floor:app", "--port", str(port)]
+    argv += ["--log-level", "warning", "--no-access-log", "--loop", "asyncio"]
+    return ManagedEngine(
+        "relay", argv, port=port, ready_path="/ready", log_file=logs / "relay.log",
+        env={"ENGINE": engine_url},
+    )  # fmt: skip
+
+
+def closed_loop_cost(
+    server: ManagedEngine, body: dict[str, Any], clients: int, seconds: float
+) -> tuple[float, float]:
+    """Requests/s and the server's CPU ms per request over one closed-loop run."""
+    process = tree(server)
+    url = server.url + "/v1/chat/completions"
+    cpu = process.cpu_seconds()
+    started = time.perf_counter()
+    done = asyncio.run(closed_loop(url, body, clients, seconds))
+    elapsed = time.perf_counter() - started
+    return done / elapsed, (process.cpu_seconds() - cpu) / max(done, 1) * 1000
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=8.0, help="each run")
@@ -122,6 +147,7 @@ def main() -> int:
     parser.add_argument("--stream", action="store_true", help="clients ask for streams")
     parser.add_argument("--env", action="append", default=[], help="NAME=VALUE for the gateway")
     parser.add_argument("--profile", type=Path, help="py-spy output of the last run")
+    parser.add_argument("--floor", action="store_true", help="then the bare relay's cost")
     args = parser.parse_args()
     env = dict(item.split("=", 1) for item in args.env)
     body = {**BODY, "stream": True} if args.stream else BODY
@@ -158,21 +184,28 @@ def main() -> int:
                     stdout=subprocess.DEVNULL,
                 )  # fmt: skip
                 time.sleep(0.5)
-            cpu = process.cpu_seconds()
-            started = time.perf_counter()
-            done = asyncio.run(closed_loop(url, body, args.clients, args.seconds))
-            elapsed = time.perf_counter() - started
-            rates.append(done / elapsed)
-            cpu_ms.append((process.cpu_seconds() - cpu) / max(done, 1) * 1000)
+            rate, ms = closed_loop_cost(ponder, body, args.clients, args.seconds)
+            rates.append(rate)
+            cpu_ms.append(ms)
             if profiler is not None:
                 profiler.wait()
         rss = process.rss_mib()
+        floor: list[tuple[float, float]] = []
+        if args.floor:
+            relay = running.enter_context(relay_floor(stub.url, logs))
+            asyncio.run(closed_loop(relay.url + "/v1/chat/completions", BODY, args.clients, 2.0))
+            floor = [closed_loop_cost(relay, BODY, args.clients, args.seconds)
+                     for _ in range(args.runs)]  # fmt: skip
     print(f"\ngateway, concurrency {args.clients}, {args.seconds:.0f} s a run, {args.runs} runs: "
           "median (min-max)")  # fmt: skip
     print(f"requests/s      {spread(rates, 0):>20}")
     print(f"CPU ms/request  {spread(cpu_ms):>20}")
     print(f"RSS MiB after   {rss:>20.0f}")
     print(f"mean CPU ms/request {statistics.mean(cpu_ms):.2f}")
+    if floor:
+        print("\nthe floor: uvicorn relaying with aiohttp, nothing else (relay_floor.py)")
+        print(f"requests/s      {spread([rate for rate, _ in floor], 0):>20}")
+        print(f"CPU ms/request  {spread([ms for _, ms in floor]):>20}")
     return 0
 
 
