@@ -61,24 +61,35 @@ def stat(title: str, unit: str, expr: str, description: str = "") -> Panel:
 EVAL = 'dataset=~"$dataset", model=~"$model"'
 
 
-def tradeoff_chart(title: str, x_field: str, x_metric: str, x_unit: str) -> Panel:
+def tradeoff_chart(title: str, x_field: str, x_metric: str, x_unit: str, cost: str) -> Panel:
     """Accuracy (y) against a cost (x), one point per configuration: the PDR paper's figure,
-    with the ends of each accuracy's 95% interval as points above and below it."""
+    with the ends of each accuracy's 95% interval as points above and below it, and the
+    configurations on the Pareto frontier for that cost (``ponder_eval_pareto``, its
+    ``cost`` label) joined by a dashed line."""
+    pareto = (
+        f"ponder_eval_accuracy{{{EVAL}}} and on(dataset, model, strategy, config) "
+        f'(ponder_eval_pareto{{{EVAL}, cost="{cost}"}} == 1)'
+    )
     return {
         "type": "xychart",
         "title": title,
         "description": "One point per evaluated configuration (hover: its config); the "
-        "accuracy's 95% interval as the points above and below it. Up and to the left is "
-        "better; published by `ponder eval` through POST /v1/eval/results.",
+        "accuracy's 95% interval as the points above and below it; the dashed line joins "
+        "the Pareto frontier (no other configuration is both cheaper and at least as "
+        "accurate). Up and to the left is better; published by `ponder eval` through "
+        "POST /v1/eval/results.",
         "datasource": DATASOURCE,
         "targets": [
             target(f"ponder_eval_accuracy{{{EVAL}}}", ref="accuracy", instant=True),
             target(f"ponder_eval_accuracy_ci_low{{{EVAL}}}", ref="low", instant=True),
             target(f"ponder_eval_accuracy_ci_high{{{EVAL}}}", ref="high", instant=True),
             target(f"{x_metric}{{{EVAL}}}", ref="cost", instant=True),
+            target(pareto, ref="pareto", instant=True),
         ],
         "transformations": [
             {"id": "merge", "options": {}},
+            # Rows in order of cost: the frontier's line joins its points left to right.
+            {"id": "sortBy", "options": {"sort": [{"field": "Value #cost"}]}},
             {
                 "id": "organize",
                 "options": {
@@ -88,6 +99,7 @@ def tradeoff_chart(title: str, x_field: str, x_metric: str, x_unit: str) -> Pane
                         "Value #low": "95% CI low",
                         "Value #high": "95% CI high",
                         "Value #cost": x_field,
+                        "Value #pareto": "Pareto frontier",
                     },
                 },
             },
@@ -114,6 +126,15 @@ def tradeoff_chart(title: str, x_field: str, x_metric: str, x_unit: str) -> Pane
                 {
                     "matcher": {"id": "byName", "options": x_field},
                     "properties": [{"id": "unit", "value": x_unit}],
+                },
+                {
+                    "matcher": {"id": "byName", "options": "Pareto frontier"},
+                    "properties": [
+                        {"id": "unit", "value": "percentunit"},
+                        {"id": "custom.show", "value": "points+lines"},
+                        {"id": "custom.lineStyle", "value": {"fill": "dash", "dash": [10, 10]}},
+                        {"id": "color", "value": {"mode": "fixed", "fixedColor": "gray"}},
+                    ],
                 },
             ],
         },
@@ -236,19 +257,25 @@ def tradeoffs() -> Any:
         "Ponder / Reasoning trade-offs",
         [
             tradeoff_chart(
-                "Accuracy against latency", "latency", "ponder_eval_mean_latency_seconds", "s"
+                "Accuracy against latency",
+                "latency",
+                "ponder_eval_mean_latency_seconds",
+                "s",
+                "latency_seconds",
             ),
             tradeoff_chart(
                 "Accuracy against sequential tokens",
                 "sequential tokens",
                 "ponder_eval_mean_sequential_tokens",
                 "short",
+                "sequential_tokens",
             ),
             tradeoff_chart(
                 "Accuracy against all tokens (B_total, cost)",
                 "all tokens (B_total)",
                 "ponder_eval_mean_all_tokens",
                 "short",
+                "all_tokens",
             ),
             results_table(),
         ],

@@ -132,7 +132,7 @@ def create_app(
         for path in settings.frontier:
             report = read_report(path)
             gateway.evals.record(report)
-            await frontier.save(report)
+            gateway.evals.flag_frontier(await frontier.save(report))
         try:
             yield
         finally:

@@ -9,12 +9,14 @@ sequential tokens. Labels here do come from the client, so they are checked
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from ponder.server.errors import InvalidRequest
 from ponder.server.metrics import Metrics
+from ponder.strategies.pareto import pareto_front
 
 #: Letters, digits and the punctuation configuration names need: "pdr[4,2,1]",
 #: "self_consistency n=8", "sr rounds=2". No quotes, braces or newlines.
@@ -52,6 +54,15 @@ class EvalReport(BaseModel):
     results: list[EvalResult] = Field(min_length=1, max_length=64)
 
 
+#: The costs a configuration's place on the Pareto frontier is judged against, as the
+#: ``cost`` label of ``ponder_eval_pareto`` names them.
+COSTS: dict[str, Callable[[EvalResult], float]] = {
+    "latency_seconds": lambda r: r.mean_latency_seconds,
+    "sequential_tokens": lambda r: r.mean_sequential_tokens,
+    "all_tokens": lambda r: r.mean_all_tokens,
+}
+
+
 class EvalBoard:
     """The evaluation results one gateway process exposes; at most ``max_series`` of them."""
 
@@ -87,3 +98,16 @@ class EvalBoard:
             m.eval_all_tokens.labels(*labels).set(result.mean_all_tokens)
             m.eval_items.labels(*labels).set(result.items)
         return len(report.results)
+
+    def flag_frontier(self, report: EvalReport) -> None:
+        """Flag, for each cost, the configurations of ``report`` (every result known for its
+        model and dataset: the frontier store's) that are on the Pareto frontier; those this
+        process does not show are left out, so the flags stay within the series cap."""
+        results = report.results
+        for cost, of in COSTS.items():
+            front = set(pareto_front([(of(r), r.accuracy) for r in results]))
+            for index, result in enumerate(results):
+                key = (report.dataset, report.model, result.strategy, result.config)
+                if key in self._series:
+                    flag = self._metrics.eval_pareto.labels(*key, cost)
+                    flag.set(1 if index in front else 0)

@@ -27,7 +27,10 @@ REDIS_PREFIX = "ponder:frontier:"
 
 
 class FrontierStore(Protocol):
-    async def save(self, report: EvalReport) -> None: ...
+    async def save(self, report: EvalReport) -> EvalReport:
+        """Keep ``report``'s results; return every result now kept for its model and
+        dataset (those saved before, by any gateway sharing the store, and these)."""
+        ...
 
     async def reports(self, model: str) -> list[EvalReport]:
         """The model's reports, one per dataset."""
@@ -69,9 +72,9 @@ class FileFrontier:
         for report in reports:
             self._reports[(report.model, report.dataset)] = report
 
-    async def save(self, report: EvalReport) -> None:
+    async def save(self, report: EvalReport) -> EvalReport:
         key = (report.model, report.dataset)
-        self._reports[key] = merged(self._reports.get(key), report)
+        kept = self._reports[key] = merged(self._reports.get(key), report)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         text = json.dumps([r.model_dump(mode="json") for r in self._reports.values()], indent=1)
         with tempfile.NamedTemporaryFile(
@@ -79,6 +82,7 @@ class FileFrontier:
         ) as handle:
             handle.write(text)
         os.replace(handle.name, self.path)
+        return kept
 
     async def reports(self, model: str) -> list[EvalReport]:
         return [r for (m, _), r in self._reports.items() if m == model]
@@ -95,11 +99,13 @@ class RedisFrontier:
             url, socket_timeout=timeout, socket_connect_timeout=timeout
         )
 
-    async def save(self, report: EvalReport) -> None:
+    async def save(self, report: EvalReport) -> EvalReport:
         key = REDIS_PREFIX + report.model
         stored = await self._redis.hget(key, report.dataset)
         older = None if stored is None else EvalReport.model_validate_json(stored)
-        await self._redis.hset(key, report.dataset, merged(older, report).model_dump_json())
+        kept = merged(older, report)
+        await self._redis.hset(key, report.dataset, kept.model_dump_json())
+        return kept
 
     async def reports(self, model: str) -> list[EvalReport]:
         stored = await self._redis.hgetall(REDIS_PREFIX + model)

@@ -165,6 +165,15 @@ class Metrics:
         self.eval_items = self._eval_gauge(
             "ponder_eval_items", "Problems graded in that evaluation run."
         )
+        self.eval_pareto = Gauge(
+            "ponder_eval_pareto",
+            "1 when no other configuration evaluated on the dataset for the model is both "
+            "cheaper in `cost` (latency_seconds, sequential_tokens or all_tokens) and at least "
+            "as accurate, else 0: the trade-off dashboard's Pareto line.",
+            ["dataset", "model", "strategy", "config", "cost"],
+            registry=r,
+            multiprocess_mode="mostrecent",
+        )
 
     def _eval_gauge(self, name: str, documentation: str) -> Gauge:
         return Gauge(

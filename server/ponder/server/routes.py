@@ -88,7 +88,9 @@ async def eval_results(report: EvalReport, request: Request) -> dict[str, int | 
     gateway = _gateway(request)
     recorded = gateway.evals.record(report)
     if gateway.frontier is not None:
-        await gateway.frontier.save(report)
+        gateway.evals.flag_frontier(await gateway.frontier.save(report))
+    else:
+        gateway.evals.flag_frontier(report)
     return {"object": "eval.results", "dataset": report.dataset, "recorded": recorded}
 
 

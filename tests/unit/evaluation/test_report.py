@@ -1,4 +1,4 @@
-"""Summaries, intervals, the Pareto frontier, the report files."""
+"""Summaries, intervals, the report files."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from ponder.clients.evaluation.configs import Configuration
-from ponder.clients.evaluation.plot import pareto_front, plot
+from ponder.clients.evaluation.plot import plot
 from ponder.clients.evaluation.report import (
     label,
     markdown,
@@ -63,11 +63,6 @@ def test_summaries_count_errors_as_wrong_and_leave_their_tokens_out() -> None:
     assert summary_b.latency_mean_s == 5.0  # the failed item's wait counts
     assert summary_b.all_tokens_mean == 300  # its unknown tokens do not
     assert summarise([Configuration("c", "cot")], records) == []
-
-
-def test_pareto_front_keeps_the_configurations_nothing_beats() -> None:
-    points = [(1.0, 0.2), (2.0, 0.5), (3.0, 0.4), (4.0, 0.6), (0.5, 0.1), (2.0, 0.3)]
-    assert pareto_front(points) == [4, 0, 1, 3]
 
 
 def test_report_files(tmp_path: Path) -> None:

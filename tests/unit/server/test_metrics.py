@@ -34,6 +34,7 @@ FAMILIES = {
     "ponder_eval_mean_sequential_tokens": "gauge",
     "ponder_eval_mean_all_tokens": "gauge",
     "ponder_eval_items": "gauge",
+    "ponder_eval_pareto": "gauge",
 }
 
 
@@ -143,6 +144,29 @@ async def test_evaluation_results_become_gauges(client: httpx.AsyncClient) -> No
     await client.post("/v1/eval/results", json=report(accuracy=0.5))  # the latest run wins
     families = await scrape(client)
     assert [s.value for s in families["ponder_eval_accuracy"].samples] == [0.5]
+
+
+async def test_the_pareto_flags_follow_every_result_kept_for_the_dataset(
+    client: httpx.AsyncClient,
+) -> None:
+    def result(config: str, accuracy: float, latency: float, tokens: float) -> dict[str, Any]:
+        fields = {"config": config, "accuracy": accuracy, "mean_latency_seconds": latency}
+        return {**report()["results"][0], **fields, "mean_all_tokens": tokens}
+
+    async def flags(cost: str) -> dict[str, float]:
+        families = await scrape(client)
+        samples = families["ponder_eval_pareto"].samples
+        return {s.labels["config"]: s.value for s in samples if s.labels["cost"] == cost}
+
+    first = [result("direct", 0.4, 1.0, 300), result("cot", 0.3, 2.0, 200)]
+    await client.post("/v1/eval/results", json={**report(), "results": first})
+    assert await flags("latency_seconds") == {"direct": 1, "cot": 0}
+    assert await flags("all_tokens") == {"direct": 1, "cot": 1}
+    # A later report of another configuration is judged with the earlier ones kept.
+    later = [result("sc", 0.6, 1.5, 250)]
+    await client.post("/v1/eval/results", json={**report(), "results": later})
+    assert await flags("latency_seconds") == {"direct": 1, "cot": 0, "sc": 1}
+    assert await flags("all_tokens") == {"direct": 0, "cot": 1, "sc": 1}
 
 
 async def test_bad_evaluation_reports_are_400s_that_change_nothing(

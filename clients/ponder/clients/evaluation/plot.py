@@ -23,6 +23,7 @@ from matplotlib.lines import Line2D
 from matplotlib.transforms import Bbox
 
 from ponder.clients.evaluation.report import Summary
+from ponder.strategies.pareto import pareto_front
 
 #: Where a label may sit around its marker, in points, tried in order.
 OFFSETS = (
@@ -39,17 +40,6 @@ OFFSETS = (
     (10, -20, "left", "top"),
     (-10, 20, "right", "bottom"),
 )
-
-
-def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
-    """Indices of the points (cost, accuracy) on the frontier, cheapest first."""
-    order = sorted(range(len(points)), key=lambda i: (points[i][0], -points[i][1]))
-    front, best = [], -1.0
-    for index in order:
-        if points[index][1] > best:
-            front.append(index)
-            best = points[index][1]
-    return front
 
 
 def plot(summaries: Sequence[Summary], path: Path, title: str) -> list[str]:
