@@ -204,8 +204,9 @@ class Settings(BaseSettings):
     engine_retries: int = Field(3, ge=1, description="attempts per call, the first included")
     engine_stream_calls: bool = Field(
         True,
-        description="make free-text engine calls as streams, so that a call whose client "
-        "left is aborted at the engine",
+        description="make free-text engine calls to llama.cpp and other servers as streams, "
+        "so that a call whose client left is aborted at the engine (vLLM aborts a closed "
+        "plain request: its calls are plain)",
     )
     engine_aiohttp_pool: bool = Field(
         True,

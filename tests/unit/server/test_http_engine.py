@@ -440,11 +440,23 @@ async def test_a_stream_passes_on_only_the_answer_and_ends_with_the_thinking() -
     assert end.choice.reasoning == "Two and two.more"
 
 
-def streamed(handler: Handler) -> HTTPEngine:
+def streamed(handler: Handler, kind: EngineKind = EngineKind.LLAMACPP) -> HTTPEngine:
     return HTTPEngine(
-        "http://engine/v1", model="m", kind=EngineKind.VLLM, retry=FAST,
+        "http://engine/v1", model="m", kind=kind, retry=FAST,
         transport=httpx.MockTransport(handler),
     )  # fmt: skip
+
+
+async def test_vllm_calls_are_plain_requests_which_it_aborts_when_closed() -> None:
+    bodies: list[dict[str, object]] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        bodies.append(json.loads(request.content))
+        return chat("plain", completion_tokens=1)
+
+    generation = await streamed(handler, EngineKind.VLLM).generate(PROMPT, sampling=Sampling())
+    assert generation.choices[0].text == "plain"
+    assert bodies[0].get("stream") is None
 
 
 async def test_free_text_calls_are_streams_read_to_their_end() -> None:

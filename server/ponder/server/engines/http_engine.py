@@ -183,7 +183,7 @@ class HTTPEngine:
     async def generate(self, prompt: Prompt, *, n: int = 1, sampling: Sampling) -> Generation:
         if n < 1:
             raise ValueError("n must be at least 1")
-        if self.stream_calls and _abortable(sampling):
+        if self._streams(sampling):
             return await self._generate_streamed(prompt, n, sampling)
         if n == 1 or self._batches_n:
             generation = await self._generate_once(prompt, n, sampling)
@@ -202,6 +202,15 @@ class HTTPEngine:
             )
             return _merge([generation, *rest])
         return _merge(await self._fan_out(prompt, n, sampling, seed_offset=0))
+
+    def _streams(self, sampling: Sampling) -> bool:
+        """Whether a call is made as a stream, so that closing it (its client left) aborts
+        it. vLLM cancels a plain request whose connection closes (its OpenAI routes are
+        cancelled with their client), so its calls are plain: a stream costs the gateway
+        two and a half times the CPU of a plain call (docs/benchmarks.md). llama.cpp's server
+        notices a gone client only when it writes a stream chunk; another server is not
+        known to do better."""
+        return self.stream_calls and _abortable(sampling) and self.kind is not EngineKind.VLLM
 
     async def _generate_streamed(self, prompt: Prompt, n: int, sampling: Sampling) -> Generation:
         """A call made as a stream and read to its end: a call that is cancelled (its client
