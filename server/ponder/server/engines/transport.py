@@ -17,6 +17,7 @@ more than the engine call's own I/O (docs/benchmarks.md, "The gateway's own cost
 from __future__ import annotations
 
 import contextlib
+import json
 import socket
 from collections.abc import AsyncIterator, Iterator
 from typing import Any, Protocol
@@ -113,6 +114,11 @@ class _AiohttpResponse:
         self._response.release()
 
 
+def _compact_json(value: Any) -> str:
+    """JSON as httpx writes it: no spaces, text as UTF-8, no NaN."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
 class AiohttpTransport:
     """aiohttp's client session and connection pool, made on first use (in the running
     loop). ``timeout`` bounds each read and the wait for a pooled connection, as httpx's
@@ -145,7 +151,10 @@ class AiohttpTransport:
                 limit=self._max_connections, keepalive_timeout=self._keepalive
             )
             self._session = aiohttp.ClientSession(
-                connector=connector, headers=self._headers, timeout=self._timeout
+                connector=connector,
+                headers=self._headers,
+                timeout=self._timeout,
+                json_serialize=_compact_json,
             )
         return self._session
 
