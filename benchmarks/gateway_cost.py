@@ -10,7 +10,9 @@ for the gateway's process (the stub and the load generator are not counted).
 
 The engine client's share is measured in this process first: 32 tasks calling
 ``HTTPEngine.generate`` against the stub for ``--seconds``, with its calls streamed (the
-default) and plain, over aiohttp's client (the default) and over httpx's (httpcore's pool),
+default for llama.cpp and other servers) and plain (vLLM's; the stub says it is vLLM, so the
+gateway's calls to it are plain), over aiohttp's client (the default) and over httpx's
+(httpcore's pool),
 beside the floor of a bare aiohttp POST whose JSON is read. ``--floor`` measures, after the
 gateway, ``benchmarks/relay_floor.py`` the same way: uvicorn relaying each request to the
 stub with aiohttp and nothing else, the least any Python gateway on uvicorn costs. ``--env
@@ -91,8 +93,10 @@ async def engine_client_rows(url: str, seconds: float, clients: int) -> list[tup
     rows = []
     for aiohttp_pool in (True, False):
         for streamed in (True, False):
+            # Another OpenAI-compatible server: its calls are streams when asked (vLLM's are
+            # always plain, llama.cpp's streams close their connections).
             engine = HTTPEngine(
-                url + "/v1", model="stub", kind=EngineKind.VLLM, stream_calls=streamed,
+                url + "/v1", model="stub", kind=EngineKind.OPENAI, stream_calls=streamed,
                 aiohttp_pool=aiohttp_pool,
             )  # fmt: skip
 
