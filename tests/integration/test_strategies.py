@@ -302,8 +302,8 @@ def run_until_some_are_cut(
     for (the first drawn) are among the last to end (the first sample ran to the limit, or
     the first two disagreed until every sample had ended): on llama.cpp serving SmolLM2, 3
     of 9 runs of this test here cut nothing in three tries once engine calls went through
-    aiohttp directly (0 of 5 before: the six requests now reach the engine closer together
-    and decode more in step), and 3 of 5 tries logged did not.
+    aiohttp directly (0 of 5 before; perhaps the six requests now reach the engine closer
+    together and decode more in step: not measured), and 3 of 5 tries logged did not.
     """
     for _ in range(6):
         before = served.generation_tokens()
