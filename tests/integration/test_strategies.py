@@ -291,7 +291,12 @@ def test_adaptive_self_consistency_cancels_the_rest_at_the_engine(
     # The engine generated what Ponder counted (and a few tokens per cut sample that were
     # on their way), not the cut samples' remaining tokens.
     assert generated <= usage.completion_tokens + 8 * details["cancelled"]
-    assert usage.completion_tokens < 6 * 128
+    assert usage.completion_tokens < 6 * CUT_MAX_TOKENS
+
+
+#: Room for SmolLM2's replies to end on their own: at 128 tokens many samples ran to the
+#: limit together, and a run whose first samples end in the same step as the rest cuts none.
+CUT_MAX_TOKENS = 256
 
 
 def run_until_some_are_cut(
@@ -300,15 +305,16 @@ def run_until_some_are_cut(
     """The completion, its details and the tokens the engine generated for it, tried up to
     six times for a run that cut samples. A run cuts none when the samples the rule waits
     for (the first drawn) are among the last to end (the first sample ran to the limit, or
-    the first two disagreed until every sample had ended): on llama.cpp serving SmolLM2, 3
-    of 9 runs of this test here cut nothing in three tries once engine calls went through
-    aiohttp directly (0 of 5 before; perhaps the six requests now reach the engine closer
-    together and decode more in step: not measured), and 3 of 5 tries logged did not.
+    the first two disagreed until every sample had ended): on llama.cpp serving SmolLM2 at
+    128 tokens, 3 of 9 runs of the adaptive test cut nothing in three tries once engine
+    calls went through aiohttp directly (0 of 5 before; perhaps the six requests now reach
+    the engine closer together and decode more in step: not measured); in 3 of 5 tries
+    logged the first samples were among the last to end (in two, at the limit with others).
     """
     for _ in range(6):
         before = served.generation_tokens()
         completion = client.chat.completions.create(
-            model=MODEL, messages=QUESTION, max_tokens=128, extra_body={"ponder": ponder}
+            model=MODEL, messages=QUESTION, max_tokens=CUT_MAX_TOKENS, extra_body={"ponder": ponder}
         )
         wait_until_idle(served)
         generated = served.generation_tokens() - before
