@@ -45,7 +45,7 @@ from ponder.strategies.engine import Message, Sampling
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.peer_servers import machine, tree
-from benchmarks.peers import closed_loop, spread
+from benchmarks.peers import closed_loop, closed_loop_cost, spread
 
 BODY: dict[str, Any] = {
     "model": "stub",
@@ -130,19 +130,6 @@ def relay_floor(engine_url: str, logs: Path) -> ManagedEngine:
     )  # fmt: skip
 
 
-def closed_loop_cost(
-    server: ManagedEngine, body: dict[str, Any], clients: int, seconds: float
-) -> tuple[float, float]:
-    """Requests/s and the server's CPU ms per request over one closed-loop run."""
-    process = tree(server)
-    url = server.url + "/v1/chat/completions"
-    cpu = process.cpu_seconds()
-    started = time.perf_counter()
-    done = asyncio.run(closed_loop(url, body, clients, seconds))
-    elapsed = time.perf_counter() - started
-    return done / elapsed, (process.cpu_seconds() - cpu) / max(done, 1) * 1000
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=8.0, help="each run")
@@ -188,7 +175,7 @@ def main() -> int:
                     stdout=subprocess.DEVNULL,
                 )  # fmt: skip
                 time.sleep(0.5)
-            rate, ms = closed_loop_cost(ponder, body, args.clients, args.seconds)
+            rate, ms = closed_loop_cost(ponder, url, body, args.clients, args.seconds)
             rates.append(rate)
             cpu_ms.append(ms)
             if profiler is not None:
@@ -197,8 +184,9 @@ def main() -> int:
         floor: list[tuple[float, float]] = []
         if args.floor:
             relay = running.enter_context(relay_floor(stub.url, logs))
-            asyncio.run(closed_loop(relay.url + "/v1/chat/completions", BODY, args.clients, 2.0))
-            floor = [closed_loop_cost(relay, BODY, args.clients, args.seconds)
+            relay_url = relay.url + "/v1/chat/completions"
+            asyncio.run(closed_loop(relay_url, BODY, args.clients, 2.0))  # warm
+            floor = [closed_loop_cost(relay, relay_url, BODY, args.clients, args.seconds)
                      for _ in range(args.runs)]  # fmt: skip
     print(f"\ngateway, concurrency {args.clients}, {args.seconds:.0f} s a run, {args.runs} runs: "
           "median (min-max)")  # fmt: skip

@@ -176,21 +176,31 @@ class Throughput:
     rss_mib: list[float]
 
 
+def closed_loop_cost(
+    server: ManagedEngine, url: str, body: dict[str, Any], clients: int, seconds: float
+) -> tuple[float, float]:
+    """Requests/s and the server's CPU ms per request (its workers included) over one
+    closed-loop run against ``url``."""
+    process = tree(server)
+    cpu = process.cpu_seconds()
+    started = time.perf_counter()
+    done = asyncio.run(closed_loop(url, body, clients, seconds))
+    elapsed = time.perf_counter() - started
+    return done / elapsed, (process.cpu_seconds() - cpu) / max(done, 1) * 1000
+
+
 def throughput(
     stack: Stack, body: dict[str, Any], clients: int, seconds: float, runs: int
 ) -> dict[str, Throughput]:
     results = {name: Throughput([], [], []) for name in stack.servers if name != "engine"}
     for _ in range(runs):
         for name, result in results.items():
-            process = tree(stack.servers[name])
+            server = stack.servers[name]
             asyncio.run(closed_loop(stack.url(name), body, clients, 1.0))  # warm
-            cpu = process.cpu_seconds()
-            started = time.perf_counter()
-            done = asyncio.run(closed_loop(stack.url(name), body, clients, seconds))
-            elapsed = time.perf_counter() - started
-            result.rates.append(done / elapsed)
-            result.cpu_ms.append((process.cpu_seconds() - cpu) / max(done, 1) * 1000)
-            result.rss_mib.append(process.rss_mib())
+            rate, cpu_ms = closed_loop_cost(server, stack.url(name), body, clients, seconds)
+            result.rates.append(rate)
+            result.cpu_ms.append(cpu_ms)
+            result.rss_mib.append(tree(server).rss_mib())
     return results
 
 
