@@ -13,6 +13,7 @@ from ponder.server.access import Access, KeyRing, default_allowed_hosts
 from ponder.server.admission import InFlightLimit
 from ponder.server.body_limit import BodyLimit
 from ponder.server.cache import Cache, CacheStore, MemoryStore, RedisStore
+from ponder.server.completion_routes import CompletionRoutes
 from ponder.server.engines.discovery import DnsReplicas
 from ponder.server.engines.http_engine import HTTPEngine
 from ponder.server.engines.managed import die_with_parent
@@ -152,6 +153,8 @@ def create_app(
     app.include_router(router)
     install_openapi(app)
     limits = settings.limits
+    # Innermost: an admitted completion goes straight to the serving layer.
+    app.add_middleware(CompletionRoutes, gateway=gateway)
     app.add_middleware(InFlightLimit, max_in_flight=limits.max_in_flight, gauge=metrics.in_flight)
     # Outside admission: a body is read (or refused) before the request takes a place.
     app.add_middleware(

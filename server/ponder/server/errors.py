@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -67,6 +67,12 @@ class TooLarge(PonderError):
     status = 413
     type = "invalid_request_error"
     code = "body_too_large"
+
+
+class UnsupportedMediaType(PonderError):
+    status = 415
+    type = "invalid_request_error"
+    code = "unsupported_media_type"
 
 
 class SlowBody(PonderError):
@@ -160,11 +166,12 @@ def error_response(error: PonderError) -> JSONResponse:
     return JSONResponse(status_code=error.status, content=error.envelope().model_dump())
 
 
-def _validation_error(exc: RequestValidationError) -> InvalidRequest:
-    errors = exc.errors()
+def validation_error(errors: Sequence[Mapping[str, Any]]) -> InvalidRequest:
+    """The 400 for a body the wire model refused: the first of pydantic's errors, its field
+    as the param (FastAPI's locations start with "body", which is not a param)."""
     if not errors:
         return InvalidRequest("invalid request")
-    first: dict[str, Any] = errors[0]
+    first = errors[0]
     location = [str(part) for part in first.get("loc", ()) if part != "body"]
     if first.get("type") == "json_invalid":
         return InvalidRequest(
@@ -192,7 +199,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def on_validation_error(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
-        return error_response(_validation_error(exc))
+        return error_response(validation_error(exc.errors()))
 
     async def on_http_error(_: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)

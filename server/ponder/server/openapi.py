@@ -14,7 +14,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from ponder.server.admission import COMPLETION_PATHS
-from ponder.server.protocol import ErrorResponse
+from ponder.server.protocol import ChatCompletionRequest, CompletionRequest, ErrorResponse
 
 _WHY = {
     "400": "an invalid request (OpenAI's error envelope names the param)",
@@ -23,6 +23,7 @@ _WHY = {
     "404": "no such model",
     "408": "the request body did not arrive in time",
     "413": "the request body is over max_body_bytes",
+    "415": "the request body is not JSON",
     "429": "a limit: the server's requests in flight or the key's rate limits",
     "502": "an engine failed",
     "503": "no engine is ready",
@@ -30,7 +31,7 @@ _WHY = {
 }
 _EVERY_KEYED = ("400", "401", "408", "413")
 _BY_PATH: dict[str, tuple[str, ...]] = {
-    **{p: (*_EVERY_KEYED, "404", "429", "502", "503", "504") for p in COMPLETION_PATHS},
+    **{p: (*_EVERY_KEYED, "404", "415", "429", "502", "503", "504") for p in COMPLETION_PATHS},
     "/v1/models/{model_id}": ("401", "404"),
     "/v1/models": ("401",),
     "/v1/strategies": ("401",),
@@ -45,11 +46,13 @@ def install_openapi(app: FastAPI) -> None:
             return app.openapi_schema
         spec = get_openapi(title=app.title, version=app.version, routes=app.routes)
         schemas = spec.setdefault("components", {}).setdefault("schemas", {})
-        schemas["ErrorResponse"] = ErrorResponse.model_json_schema(
-            ref_template="#/components/schemas/{model}"
-        )
-        for name, schema in schemas["ErrorResponse"].pop("$defs", {}).items():
-            schemas.setdefault(name, schema)
+        # The completion routes read their own bodies, and no route returns an error model:
+        # their schemas are added here.
+        for model in (ChatCompletionRequest, CompletionRequest, ErrorResponse):
+            schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+            for name, definition in schema.pop("$defs", {}).items():
+                schemas.setdefault(name, definition)
+            schemas[model.__name__] = schema
         error = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}}
         for path, operations in spec["paths"].items():
             for operation in operations.values():

@@ -31,6 +31,27 @@ def record_request(
         metrics.request_duration.labels(strategy, model).observe(elapsed)
         if first_text is not None:
             metrics.time_to_first_token.labels(strategy, model).observe(first_text - started)
+    budget = plan.selection.budget_info
+    usage = outcome.run.usage if outcome is not None else None
+    stopped = None
+    if outcome is not None and outcome.run.stopped:
+        stopped = outcome.run.stopped[0]
+    if outcome is not None and usage is not None and status == 200:
+        if budget is not None:
+            metrics.budget_requests.labels(budget.source, stopped or "none").inc()
+        metrics.observe_answer(
+            strategy=strategy,
+            prompt_tokens=usage.prompt_tokens,
+            completion_tokens=usage.completion_tokens,
+            sequential_tokens=usage.sequential_tokens,
+            all_tokens=usage.all_tokens,
+            rounds=usage.rounds,
+            drafts=usage.drafts,
+            workspaces=[w.tokens for d in outcome.run.details for w in d.workspaces()],
+        )
+    # The line costs as much as the metrics: built only when it is written.
+    if not logger.isEnabledFor(logging.INFO):
+        return
     line: dict[str, Any] = {
         "event": "request",
         "id": plan.request_id,
@@ -42,24 +63,9 @@ def record_request(
         "latency_ms": round(elapsed * 1000, 1),
         "cache": "hit" if cached else "miss",
     }
-    budget = plan.selection.budget_info
-    if outcome is not None:
-        usage = outcome.run.usage
-        stopped = outcome.run.stopped[0] if outcome.run.stopped else None
+    if usage is not None:
         if budget is not None and status == 200:
-            metrics.budget_requests.labels(budget.source, stopped or "none").inc()
             line.update(budget=budget.config or budget.source, stopped=stopped)
-        if status == 200:
-            metrics.observe_answer(
-                strategy=strategy,
-                prompt_tokens=usage.prompt_tokens,
-                completion_tokens=usage.completion_tokens,
-                sequential_tokens=usage.sequential_tokens,
-                all_tokens=usage.all_tokens,
-                rounds=usage.rounds,
-                drafts=usage.drafts,
-                workspaces=[w.tokens for d in outcome.run.details for w in d.workspaces()],
-            )
         line.update(
             prompt_tokens=usage.prompt_tokens,
             completion_tokens=usage.completion_tokens,

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import BaseModel
+from starlette.responses import Response
+
 from ponder.server.endpoints import CompletionResponse
 from ponder.server.planning import Plan
 from ponder.server.protocol import (
@@ -91,3 +94,15 @@ def response_of(plan: Plan, outcome: Outcome, *, caching: bool) -> CompletionRes
         info=info_of(plan, outcome, caching=caching),
         logprobs=plan.shape.logprobs,
     )
+
+
+def json_of(response: BaseModel) -> bytes:
+    """A response object's JSON as sent and cached: pydantic's own serializer (Starlette's
+    JSONResponse would build a dict first and encode it again with :mod:`json`)."""
+    return response.model_dump_json(exclude_none=True).encode()
+
+
+class JSONResponse(Response):
+    """A response whose JSON body is already encoded (:func:`json_of`)."""
+
+    media_type = "application/json"

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel
 
+from ponder.server.completion_routes import serve_completion
 from ponder.server.errors import ModelNotFound
 from ponder.server.eval_results import EvalReport
 from ponder.server.gateway import Gateway
@@ -28,14 +31,20 @@ def _gateway(request: Request) -> Gateway:
     return gateway
 
 
-@router.post("/v1/chat/completions")
-async def chat_completions(body: ChatCompletionRequest, request: Request) -> Response:
-    return await _gateway(request).serving.handle(body, request)
+def _json_body(model: type[BaseModel]) -> dict[str, Any]:
+    """The OpenAPI request body of a route that reads its own (see :mod:`request_body`)."""
+    schema = {"$ref": f"#/components/schemas/{model.__name__}"}
+    return {"requestBody": {"content": {"application/json": {"schema": schema}}, "required": True}}
 
 
-@router.post("/v1/completions")
-async def completions(body: CompletionRequest, request: Request) -> Response:
-    return await _gateway(request).serving.handle(body, request)
+@router.post("/v1/chat/completions", openapi_extra=_json_body(ChatCompletionRequest))
+async def chat_completions(request: Request) -> Response:
+    return await serve_completion(_gateway(request), ChatCompletionRequest, request)
+
+
+@router.post("/v1/completions", openapi_extra=_json_body(CompletionRequest))
+async def completions(request: Request) -> Response:
+    return await serve_completion(_gateway(request), CompletionRequest, request)
 
 
 def _model_cards(gateway: Gateway) -> list[ModelCard]:

@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 from fastapi import Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 
 from ponder.server import sse
 from ponder.server.cache import Cache
@@ -29,7 +29,7 @@ from ponder.server.metrics import Metrics
 from ponder.server.note_gate import NoteGate
 from ponder.server.planning import Plan, PlanBuilder
 from ponder.server.request_log import record_request
-from ponder.server.responses import response_of
+from ponder.server.responses import JSONResponse, json_of, response_of
 from ponder.server.running import Outcome, Runner
 from ponder.server.settings import Settings
 from ponder.server.streaming import (
@@ -144,10 +144,11 @@ class CompletionServing:
     def _response(self, plan: Plan, outcome: Outcome) -> CompletionResponse:
         return response_of(plan, outcome, caching=self.cache is not None)
 
-    async def _remember(self, plan: Plan, response: CompletionResponse, outcome: Outcome) -> None:
+    async def _remember(self, plan: Plan, response: bytes, outcome: Outcome) -> None:
+        """Keep ``response`` (its JSON) for the identical requests to come, when it may be."""
         key = plan.caching.store_key(outcome.deterministic)
         if self.cache is not None and key is not None:
-            await self.cache.set_many({key: response.model_dump_json(exclude_none=True).encode()})
+            await self.cache.set_many({key: response})
 
     async def _serve(self, plan: Plan, request: Request, started: float) -> Response:
         status = 200
@@ -155,11 +156,9 @@ class CompletionServing:
         try:
             outcome = await unless_client_leaves(self.runner.run(plan), request)
             response = self._response(plan, outcome)
-            await self._remember(plan, response, outcome)
-            return JSONResponse(
-                response.model_dump(mode="json", exclude_none=True),
-                headers={CACHE_HEADER: "miss"},
-            )
+            body = json_of(response)
+            await self._remember(plan, body, outcome)
+            return JSONResponse(body, headers={CACHE_HEADER: "miss"})
         except ClientGone:
             status = 499
             return Response(status_code=499)
@@ -213,7 +212,7 @@ class CompletionServing:
             # Stored here, not where the stream ends: identical requests waiting for this
             # one read it as soon as it is computed, whether or not the stream is read.
             response = self._response(plan, outcome)
-            await self._remember(plan, response, outcome)
+            await self._remember(plan, json_of(response), outcome)
             notes.open()
             await queue.put(_Finished(outcome=outcome, response=response))
 
@@ -309,9 +308,7 @@ class CompletionServing:
         if not plan.stream:
             hit = stored.model_copy(update={"id": plan.response_id, "created": int(time.time())})
             record_request(self.metrics, plan, 200, started, None, cached=True)
-            return JSONResponse(
-                hit.model_dump(mode="json", exclude_none=True), headers={CACHE_HEADER: "hit"}
-            )
+            return JSONResponse(json_of(hit), headers={CACHE_HEADER: "hit"})
         chunks = ChunkWriter(
             plan.endpoint,
             id=plan.response_id,

@@ -32,6 +32,10 @@ class ClientGone(Exception):
     """The client closed the connection; its engine calls were cancelled."""
 
 
+def _compact(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"))
+
+
 class ChunkWriter:
     """The SSE events of one streamed response."""
 
@@ -43,18 +47,13 @@ class ChunkWriter:
         self.created = int(time.time())
         self._opened: set[int] = set()
         self._text_sent: set[int] = set()
+        # Every chunk starts with the same fields: encoded once, the rest per chunk.
+        head = {"id": id, "object": endpoint.chunk_object, "created": self.created, "model": model}
+        self._head = b"data: " + _compact(head)[:-1].encode() + b',"choices":'
 
     def _event(self, choices: list[Any], **more: Any) -> bytes:
-        return sse.event(
-            {
-                "id": self.id,
-                "object": self.endpoint.chunk_object,
-                "created": self.created,
-                "model": self.model,
-                "choices": choices,
-                **more,
-            }
-        )
+        tail = "".join(f",{_compact(key)}:{_compact(value)}" for key, value in more.items())
+        return self._head + f"{_compact(choices)}{tail}}}\n\n".encode()
 
     def _first(self, index: int) -> bool:
         first = index not in self._opened

@@ -134,3 +134,53 @@ async def test_strategy_parameters_out_of_range(
 ) -> None:
     response = await client.post(CHAT, json=body(ponder={"strategy": strategy, field: value}))
     assert_refused(response, engine)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"", "the body is empty"),
+        (b"  \n", "the body is empty"),
+        (b'{"model": "tiny",', "line 1, column 18"),
+        (raw([body()]), "not an array"),
+        (raw("hello"), "not a string"),
+        (b"null", "not null"),
+        (b"3", "not a number"),
+    ],
+)
+async def test_a_body_that_is_not_a_json_object_says_what_it_is(
+    client: httpx.AsyncClient, engine: ScriptedEngine, content: bytes, message: str
+) -> None:
+    response = await client.post(
+        CHAT, content=content, headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["code"] == "invalid_json"
+    assert message in error["message"]
+    assert engine.calls == []
+
+
+@pytest.mark.parametrize("path", [CHAT, "/v1/completions"])
+@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded"])
+async def test_a_body_sent_as_another_media_type_gets_415(
+    client: httpx.AsyncClient, engine: ScriptedEngine, path: str, content_type: str
+) -> None:
+    response = await client.post(path, content=raw(body()), headers={"content-type": content_type})
+    assert response.status_code == 415
+    error = response.json()["error"]
+    assert error["code"] == "unsupported_media_type"
+    assert content_type in error["message"]
+    assert engine.calls == []
+
+
+@pytest.mark.parametrize(
+    "content_type", [None, "application/json; charset=utf-8", "application/vnd.openai+json"]
+)
+async def test_json_is_read_with_or_without_a_content_type(
+    client: httpx.AsyncClient, engine: ScriptedEngine, content_type: str | None
+) -> None:
+    headers = {"content-type": content_type} if content_type else {}
+    response = await client.post(CHAT, content=raw(body(max_tokens=4)), headers=headers)
+    assert response.status_code == 200, response.text
+    assert len(engine.calls) == 1

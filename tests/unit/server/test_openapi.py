@@ -26,3 +26,20 @@ async def test_errors_are_documented_as_answered(app: FastAPI) -> None:
     metrics = spec["paths"]["/metrics"]["get"]["responses"]["200"]["content"]
     assert list(metrics) == ["text/plain; version=0.0.4"]
     assert refs(spec) <= set(spec["components"]["schemas"])  # every reference resolves
+
+
+async def test_the_completion_routes_document_their_bodies(app: FastAPI) -> None:
+    spec = app.openapi()
+    for path, model in (
+        ("/v1/chat/completions", "ChatCompletionRequest"),
+        ("/v1/completions", "CompletionRequest"),
+    ):
+        body = spec["paths"][path]["post"]["requestBody"]
+        assert body["required"] is True
+        assert body["content"]["application/json"]["schema"] == {
+            "$ref": f"#/components/schemas/{model}"
+        }
+        assert "messages" in spec["components"]["schemas"][model]["properties"] or (
+            "prompt" in spec["components"]["schemas"][model]["properties"]
+        )
+        assert "415" in spec["paths"][path]["post"]["responses"]
