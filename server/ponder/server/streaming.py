@@ -118,18 +118,31 @@ async def wait_for_disconnect(request: Request) -> None:
 
 
 async def unless_client_leaves(work: Awaitable[T], request: Request) -> T:
-    """``work``'s result, or ``ClientGone`` (with ``work`` cancelled) if the client leaves."""
-    task: asyncio.Future[T] = asyncio.ensure_future(work)
-    watch = asyncio.create_task(wait_for_disconnect(request))
+    """``work``'s result, or ``ClientGone`` (with ``work`` cancelled) if the client leaves.
+
+    ``work`` runs in the calling task, and a watcher cancels that task when the client
+    leaves: one task per request fewer than running ``work`` in a task of its own. A
+    cancellation from anywhere else stays a cancellation."""
+    serving = asyncio.current_task()
+    assert serving is not None, "unless_client_leaves runs in a task"
+    gone = False
+
+    async def watch() -> None:
+        nonlocal gone
+        await wait_for_disconnect(request)
+        gone = True
+        serving.cancel()
+
+    watcher = asyncio.create_task(watch())
     try:
-        waiting: set[asyncio.Future[Any]] = {task, watch}
-        done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
-        if task in done:
-            return task.result()
-        raise ClientGone
+        return await work
+    except asyncio.CancelledError:
+        if not gone:
+            raise
+        serving.uncancel()
+        raise ClientGone from None
     finally:
-        await cancel(watch)
-        await cancel(task)
+        watcher.cancel()
 
 
 async def cancel(task: asyncio.Future[Any]) -> None:

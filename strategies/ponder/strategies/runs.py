@@ -161,7 +161,10 @@ async def run_jobs(
             answers=[replace(a, reasoning=shown.text(i)) for i, a in enumerate(result.answers)],
         )
 
-    results = await asyncio.gather(*(run_one(job) for job in jobs))
+    if len(jobs) == 1:  # most requests: no task of its own to start and wait for
+        results = [await run_one(jobs[0])]
+    else:
+        results = list(await asyncio.gather(*(run_one(job) for job in jobs)))
     return Run(
         answers=[answer for result in results for answer in result.answers],
         usage=combine_parallel([job.budget.usage() for job in jobs]),
