@@ -55,6 +55,10 @@ def parse_body(model: type[Body], body: bytes, content_type: str | None) -> Body
         raise InvalidRequest(
             "the body is not valid JSON: it is nested too deeply", code="invalid_json"
         ) from None
+    except ValueError:  # an integer of more digits than Python converts (4,300)
+        raise InvalidRequest(
+            "the body is not valid JSON: a number in it is too long", code="invalid_json"
+        ) from None
     if not isinstance(data, dict):
         raise InvalidRequest(
             f"the body must be a JSON object, not {_json_type(data)}", code="invalid_json"

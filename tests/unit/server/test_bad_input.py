@@ -146,6 +146,7 @@ async def test_strategy_parameters_out_of_range(
         (raw("hello"), "not a string"),
         (b"null", "not null"),
         (b"3", "not a number"),
+        (b'{"model": "tiny", "n": ' + b"9" * 5000 + b"}", "a number in it is too long"),
     ],
 )
 async def test_a_body_that_is_not_a_json_object_says_what_it_is(
