@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
 
 from fastapi import Request
@@ -243,7 +243,7 @@ class CompletionServing:
 
         watch.add_done_callback(left)
 
-        async def body() -> AsyncIterator[bytes]:
+        async def body() -> AsyncGenerator[bytes, None]:
             nonlocal first_text
             status, outcome = 200, None
             item: bytes | _Finished | None = first
@@ -279,8 +279,8 @@ class CompletionServing:
                 ]
                 if first_text is None and any(end.text for end in endings):
                     first_text = time.perf_counter()
-                for event in chunks.ending(endings, response.usage, response.ponder):
-                    yield event
+                # The endings, the usage and [DONE] leave in one write.
+                yield b"".join(chunks.ending(endings, response.usage, response.ponder))
             except asyncio.CancelledError:
                 status = 499
                 raise
@@ -316,14 +316,13 @@ class CompletionServing:
             include_usage=plan.include_usage,
         )
 
-        async def body() -> AsyncIterator[bytes]:
+        async def body() -> AsyncGenerator[bytes, None]:
             status = 200
             first_text = time.perf_counter()
             try:
-                for event in chunks.ending(
-                    plan.endpoint.endings(stored), stored.usage, stored.ponder
-                ):
-                    yield event
+                yield b"".join(
+                    chunks.ending(plan.endpoint.endings(stored), stored.usage, stored.ponder)
+                )
             except asyncio.CancelledError:
                 status = 499
                 raise

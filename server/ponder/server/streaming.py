@@ -12,11 +12,12 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import AsyncIterator, Awaitable, Iterable, Iterator
+from collections.abc import AsyncGenerator, Awaitable, Iterable, Iterator, Mapping
 from typing import Any, TypeVar
 
 from fastapi import Request
-from fastapi.responses import StreamingResponse
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
 
 from ponder.server import sse
 from ponder.server.endpoints import Ending, Endpoint
@@ -101,11 +102,35 @@ class ChunkWriter:
         yield sse.DONE
 
 
-def event_stream(body: AsyncIterator[bytes], *, cache: str) -> StreamingResponse:
-    return StreamingResponse(
-        body,
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no", CACHE_HEADER: cache},
+class EventStream(Response):
+    """A streamed answer: each part of ``body`` written as it comes.
+
+    Unlike Starlette's ``StreamingResponse``, it starts no task group and no second
+    reader of the client's disconnect per stream: the serving layer already watches for
+    the client leaving, cancels the work and ends ``body``, which is closed whatever
+    way the response ends."""
+
+    media_type = "text/event-stream"
+
+    def __init__(self, body: AsyncGenerator[bytes, None], headers: Mapping[str, str]) -> None:
+        self.body_iterator = body
+        self.status_code = 200
+        self.background = None
+        self.init_headers(headers)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send(
+            {"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers}
+        )
+        async with contextlib.aclosing(self.body_iterator) as parts:
+            async for part in parts:
+                await send({"type": "http.response.body", "body": part, "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+def event_stream(body: AsyncGenerator[bytes, None], *, cache: str) -> EventStream:
+    return EventStream(
+        body, {"Cache-Control": "no-cache", "X-Accel-Buffering": "no", CACHE_HEADER: cache}
     )
 
 

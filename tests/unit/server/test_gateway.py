@@ -401,6 +401,21 @@ async def test_a_client_that_leaves_cancels_its_engine_calls(
     assert 'status="499"' in metrics
 
 
+async def test_a_client_that_leaves_mid_stream_cancels_its_engine_call(
+    app: FastAPI, engine: ScriptedEngine
+) -> None:
+    engine.script = lambda prompt, index: "word " * 50
+    engine.delay = 0.05  # before the call answers, and between its words
+    sent = await call_and_leave(app, chat_body(stream=True, max_tokens=400), leave_after=0.5)
+    parts = [m.get("body", b"") for m in sent if m["type"] == "http.response.body"]
+    assert any(part.startswith(b"data: ") for part in parts)  # it had begun to stream
+    assert b"[DONE]" not in b"".join(parts)
+    assert engine.cancelled == 1
+    assert engine.in_flight == 0
+    metrics = app.state.gateway.metrics.render().decode()
+    assert 'status="499"' in metrics
+
+
 async def test_a_body_over_the_limit_is_413_and_reaches_no_engine(
     client: httpx.AsyncClient, engine: ScriptedEngine, settings: Any
 ) -> None:
