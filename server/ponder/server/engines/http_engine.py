@@ -341,13 +341,15 @@ class HTTPEngine:
                     thinking.append(reasoning + thought)
                     streamed = token_logprobs(choice.get("logprobs"))
                     if streamed is not None:
-                        logprobs = (logprobs or []) + list(streamed)
+                        logprobs = logprobs if logprobs is not None else []
+                        logprobs.extend(streamed)
                     if text or streamed:
                         parts.append(text)
                         yield TextDelta(text, streamed or ())
                     tools.feed(choice.get("delta"))
                     if isinstance(choice.get("token_ids"), list):
-                        token_ids = (token_ids or []) + choice["token_ids"]
+                        token_ids = token_ids if token_ids is not None else []
+                        token_ids.extend(choice["token_ids"])
                     finish_reason = choice.get("finish_reason") or finish_reason
         thought, rest = inline.close()
         if rest:
