@@ -4,6 +4,8 @@ answers, so the gateway's own handling is what is fuzzed."""
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
 from typing import Any
 
 import schemathesis
@@ -18,6 +20,9 @@ from ponder.strategies.testing import ScriptedEngine
 app = create_app(
     Settings(
         engine_urls=["http://unused"],
+        # Made at import, before the autouse fixture points gateways at a file of their own:
+        # without this the fuzzed evaluation results went into the user's cache.
+        frontier_file=Path(tempfile.mkdtemp(prefix="ponder-fuzz-")) / "frontier.json",
         allowed_hosts=["testserver"],  # the ASGI test client's Host
         max_n=4,
         max_tokens_per_call=64,
