@@ -32,11 +32,10 @@ def record_request(
         if first_text is not None:
             metrics.time_to_first_token.labels(strategy, model).observe(first_text - started)
     budget = plan.selection.budget_info
-    usage = outcome.run.usage if outcome is not None else None
-    stopped = None
-    if outcome is not None and outcome.run.stopped:
-        stopped = outcome.run.stopped[0]
-    if outcome is not None and usage is not None and status == 200:
+    run = outcome.run if outcome is not None else None
+    stopped = run.stopped[0] if run is not None and run.stopped else None
+    if run is not None and status == 200:
+        usage = run.usage
         if budget is not None:
             metrics.budget_requests.labels(budget.source, stopped or "none").inc()
         metrics.observe_answer(
@@ -47,7 +46,7 @@ def record_request(
             all_tokens=usage.all_tokens,
             rounds=usage.rounds,
             drafts=usage.drafts,
-            workspaces=[w.tokens for d in outcome.run.details for w in d.workspaces()],
+            workspaces=[w.tokens for d in run.details for w in d.workspaces()],
         )
     # The line costs as much as the metrics: built only when it is written.
     if not logger.isEnabledFor(logging.INFO):
@@ -63,7 +62,8 @@ def record_request(
         "latency_ms": round(elapsed * 1000, 1),
         "cache": "hit" if cached else "miss",
     }
-    if usage is not None:
+    if run is not None:
+        usage = run.usage
         if budget is not None and status == 200:
             line.update(budget=budget.config or budget.source, stopped=stopped)
         line.update(
