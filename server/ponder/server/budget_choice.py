@@ -73,14 +73,13 @@ class BudgetInfo(BaseModel):
 
 @dataclass(frozen=True, slots=True)
 class Rung:
-    """A configuration of the default ladder, in engine steps and samples."""
+    """A configuration of the default ladder, as its engine steps."""
 
     config: str
     strategy: str
     params: dict[str, Any]
-    #: Calls one after another (the critical path) and samples in all.
-    steps: int
-    samples: int
+    #: The samples of each call, one call after another (the critical path).
+    widths: tuple[int, ...]
     #: Steps that read earlier drafts (a workspace of about one call's output).
     reading_steps: int = 0
 
@@ -88,43 +87,42 @@ class Rung:
 #: The default ladder, from the cheapest: each rung is expected to answer better than the
 #: ones before it, and costs more in B_total.
 LADDER: tuple[Rung, ...] = (
-    Rung("direct", "direct", {}, steps=1, samples=1),
-    Rung("cot", "cot", {}, steps=1, samples=1),
-    Rung("self_consistency n=4", "self_consistency", {"n": 4}, steps=1, samples=4),
+    Rung("direct", "direct", {}, widths=(1,)),
+    Rung("cot", "cot", {}, widths=(1,)),
+    Rung("self_consistency n=4", "self_consistency", {"n": 4}, widths=(4,)),
     Rung(
         "pdr [4,1]",
         "pdr",
         {"schedule": [4, 1], "distill": "global_summary"},
-        steps=3,
-        samples=6,
+        widths=(4, 1, 1),
         reading_steps=2,
     ),
-    Rung("self_consistency n=8", "self_consistency", {"n": 8}, steps=1, samples=8),
+    Rung("self_consistency n=8", "self_consistency", {"n": 8}, widths=(8,)),
     Rung(
         "pdr [8,4,1]",
         "pdr",
         {"schedule": [8, 4, 1], "distill": "global_summary"},
-        steps=5,
-        samples=15,
+        widths=(8, 1, 4, 1, 1),
         reading_steps=4,
     ),
 )
 
 
 def ladder(pace: Pace, call_tokens: int, prompt_tokens: int) -> list[Candidate]:
-    """The ladder costed for a call writing ``call_tokens`` after a ``prompt_tokens`` prompt."""
+    """The ladder costed for calls writing ``call_tokens`` per sample after a
+    ``prompt_tokens`` prompt, a call of several samples at the pace of that many."""
     candidates = []
     for rung in LADDER:
         per_call = prompt_tokens + call_tokens
-        sequential = rung.steps * per_call + rung.reading_steps * call_tokens
+        sequential = len(rung.widths) * per_call + rung.reading_steps * call_tokens
         candidates.append(
             Candidate(
                 config=rung.config,
                 strategy=rung.strategy,
                 params=rung.params,
-                latency_s=rung.steps * pace.seconds_for(call_tokens),
+                latency_s=sum(pace.seconds_for(call_tokens, width) for width in rung.widths),
                 sequential_tokens=sequential,
-                all_tokens=rung.samples * per_call + rung.reading_steps * call_tokens,
+                all_tokens=sum(rung.widths) * per_call + rung.reading_steps * call_tokens,
             )
         )
     return candidates

@@ -261,11 +261,10 @@ class StrategyContext:
             left = user.sequential_tokens - self.budget.sequential_tokens
             rooms.append((left - reading, "sequential_tokens"))
         if self.deadline is not None:
-            # A fifth of the time left stays in reserve: a batched call decodes each of its
-            # samples slower than the pace's average call.
-            rooms.append(
-                (self.pace.tokens_within(DEADLINE_SHARE * self.deadline.left()), "deadline")
-            )
+            # A fifth of the time left stays in reserve: calls vary around the pace, and
+            # other requests may start sharing the engine meanwhile.
+            seconds = DEADLINE_SHARE * self.deadline.left()
+            rooms.append((self.pace.tokens_within(seconds, n), "deadline"))
         tokens, reason = min(rooms)
         return reason, tokens
 
@@ -273,7 +272,7 @@ class StrategyContext:
         """Let the pace learn from a call that reached an engine."""
         if not generation.cached and generation.choices:
             longest = max(choice.completion_tokens for choice in generation.choices)
-            self.pace.record(time.monotonic() - started, longest)
+            self.pace.record(time.monotonic() - started, longest, len(generation.choices))
 
     async def generate(
         self,

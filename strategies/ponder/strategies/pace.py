@@ -1,11 +1,17 @@
 """How fast the engines answer, as measured on the calls they made: what a deadline reads.
 
-A latency budget is turned into tokens with this: a call of ``k`` output
-tokens takes about ``overhead + k / tokens_per_second`` (queueing, prefill and
-the HTTP round trip are in ``overhead``, the operator's assumed value). The
-rate is a moving average over the gateway's recent calls, so the estimate
-follows the load the engines are under; before the first call the operator's
-assumed rate stands.
+A latency budget is turned into tokens with this: a call of ``n`` samples of
+``k`` output tokens each takes about ``overhead + k / rate(n)`` (queueing,
+prefill and the HTTP round trip are in ``overhead``, the operator's assumed
+value). Samples decoded side by side share the engine: one sample alone
+decodes at the single-stream speed, and ``n`` at once at most at the engine's
+batched throughput divided by ``n``, so ``rate(n) = min(single, batched / n)``.
+Both are moving averages over the gateway's recent calls (one-sample calls
+teach the first, wider calls the second), so an eight-sample vote does not
+make the next one-sample answer look eight times slower, and the estimates
+follow the load the engines are under. Before a call of each kind the
+operator's assumed rate stands (for batched calls: as fast per sample as one
+stream, the optimistic side, as on an engine with spare compute).
 """
 
 from __future__ import annotations
@@ -20,28 +26,52 @@ MIN_MEASURED_TOKENS = 8
 
 @dataclass
 class Pace:
-    """Decode speed of one sample and the fixed cost of a call, learnt from calls."""
+    """Decode speed of one sample alone and of samples side by side, and the fixed cost
+    of a call, learnt from calls."""
 
     tokens_per_second: float = 20.0
     overhead_seconds: float = 0.3
+    #: Output tokens per second over all the samples of a batched call (None: no
+    #: batched call measured yet).
+    batched_tokens_per_second: float | None = None
     calls_seen: int = 0
+    batched_calls_seen: int = 0
 
-    def record(self, seconds: float, tokens: int) -> None:
-        """A call that produced ``tokens`` (its longest sample's) in ``seconds``."""
+    def record(self, seconds: float, tokens: int, samples: int = 1) -> None:
+        """A call of ``samples`` samples whose longest produced ``tokens`` in ``seconds``."""
         if tokens < MIN_MEASURED_TOKENS or seconds <= 0:
             return
         rate = tokens / max(seconds - self.overhead_seconds, seconds / 2)
-        weight = 1.0 if self.calls_seen == 0 else SMOOTHING
-        self.tokens_per_second += weight * (rate - self.tokens_per_second)
-        self.calls_seen += 1
+        if samples <= 1:
+            self.tokens_per_second = self._averaged(self.tokens_per_second, rate, self.calls_seen)
+            self.calls_seen += 1
+            return
+        batched = self.batched_tokens_per_second or 0.0
+        self.batched_tokens_per_second = self._averaged(
+            batched, rate * samples, self.batched_calls_seen
+        )
+        self.batched_calls_seen += 1
 
-    def seconds_for(self, tokens: int) -> float:
-        """About how long a call generating ``tokens`` takes."""
-        return self.overhead_seconds + tokens / self.tokens_per_second
+    @staticmethod
+    def _averaged(average: float, newest: float, seen: int) -> float:
+        """The moving average with ``newest``: the first measurement replaces the assumption."""
+        weight = 1.0 if seen == 0 else SMOOTHING
+        return average + weight * (newest - average)
 
-    def tokens_within(self, seconds: float) -> int:
-        """About how many tokens one call can generate in ``seconds`` (0: not even one)."""
-        return max(0, int((seconds - self.overhead_seconds) * self.tokens_per_second))
+    def rate(self, samples: int = 1) -> float:
+        """Output tokens per second of each sample of a call of ``samples`` samples."""
+        if samples <= 1 or self.batched_tokens_per_second is None:
+            return self.tokens_per_second
+        return min(self.tokens_per_second, self.batched_tokens_per_second / samples)
+
+    def seconds_for(self, tokens: int, samples: int = 1) -> float:
+        """About how long a call of ``samples`` samples of ``tokens`` tokens each takes."""
+        return self.overhead_seconds + tokens / self.rate(samples)
+
+    def tokens_within(self, seconds: float, samples: int = 1) -> int:
+        """About how many tokens each sample of a call of ``samples`` samples can generate in
+        ``seconds`` (0: not even one)."""
+        return max(0, int((seconds - self.overhead_seconds) * self.rate(samples)))
 
 
 class Paces:

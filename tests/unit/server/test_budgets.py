@@ -16,10 +16,12 @@ import httpx
 import pytest
 
 from ponder.server.app import create_app
+from ponder.server.budget_choice import ladder
 from ponder.server.engines.provider import StaticEngines
 from ponder.server.eval_results import EvalReport
 from ponder.server.frontier import FileFrontier
 from ponder.server.settings import Settings
+from ponder.strategies.pace import Pace
 from ponder.strategies.testing import ScriptedEngine
 
 CHAT = "/v1/chat/completions"
@@ -310,3 +312,14 @@ async def test_successive_prompting_goes_to_its_answer_when_the_budget_holds_no_
     assert [c["role"] for c in data["ponder"]["trace"]] == ["answer"]  # the final answer only
     assert data["choices"][0]["message"]["content"]
     assert data["usage"]["ponder"]["all_tokens"] <= 150
+
+
+def test_the_ladder_costs_a_wide_call_at_the_pace_of_that_many_samples() -> None:
+    pace = Pace(tokens_per_second=50.0, overhead_seconds=0.0, batched_tokens_per_second=100.0)
+    costs = {c.config: c for c in ladder(pace, call_tokens=100, prompt_tokens=50)}
+    assert costs["direct"].latency_s == 2.0
+    assert costs["self_consistency n=4"].latency_s == 4.0  # 25 tokens/s per sample
+    assert costs["self_consistency n=8"].latency_s == 8.0
+    assert costs["pdr [4,1]"].latency_s == 4.0 + 2 * 2.0  # four drafts, then two single calls
+    assert costs["self_consistency n=8"].all_tokens == 8 * 150
+    assert costs["pdr [8,4,1]"].sequential_tokens == 5 * 150 + 4 * 100

@@ -30,3 +30,25 @@ def test_each_model_has_its_own_pace() -> None:
     assert paces.of("a").tokens_per_second == 100.0
     assert paces.of("b").tokens_per_second == 30.0
     assert paces.of("a") is paces.of("a")
+
+
+def test_a_batched_call_teaches_the_batched_pace_not_one_streams() -> None:
+    pace = Pace(tokens_per_second=20.0, overhead_seconds=0.0)
+    pace.record(2.0, 100)  # one stream alone: 50 tokens/s
+    pace.record(8.0, 100, samples=8)  # eight side by side: 12.5 tokens/s each, 100 in all
+    assert pace.tokens_per_second == 50.0
+    assert pace.batched_tokens_per_second == 100.0
+    assert (pace.calls_seen, pace.batched_calls_seen) == (1, 1)
+    assert pace.rate(1) == 50.0
+    assert pace.rate(8) == 12.5
+    assert pace.rate(2) == 50.0  # the engine's throughput is not what binds two samples
+    assert pace.tokens_within(4.0) == 200
+    assert pace.tokens_within(4.0, samples=8) == 50
+    assert pace.seconds_for(100, samples=4) == 4.0
+
+
+def test_before_a_batched_call_each_sample_is_assumed_as_fast_as_one_stream() -> None:
+    pace = Pace(tokens_per_second=40.0, overhead_seconds=0.5)
+    assert pace.batched_tokens_per_second is None
+    assert pace.rate(8) == 40.0
+    assert pace.tokens_within(2.5, samples=8) == 80
