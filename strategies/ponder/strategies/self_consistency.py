@@ -197,8 +197,12 @@ class SelfConsistency(Strategy[SelfConsistencyParams]):
     ) -> Generation:
         """The samples, streamed one request each so that one can be cut alone."""
 
+        finished: dict[int, Choice] = {}
+
         def done(index: int, choice: Choice) -> bool:
             kept.finished(index, choice)
+            finished[index] = choice
+            self._offer_leader(ctx, finished, kept.filtered)
             return False
 
         return await ctx.generate_until(
@@ -231,6 +235,7 @@ class SelfConsistency(Strategy[SelfConsistencyParams]):
         params = self.params
         wave = params.wave or params.n
         votes: dict[int, str | None] = {}  # by index: a sample shown twice votes once
+        finished: dict[int, Choice] = {}
         waves: list[Generation] = []
         while len(votes) < params.n and not stopped:
             first = sum(len(g.choices) for g in waves)
@@ -238,6 +243,8 @@ class SelfConsistency(Strategy[SelfConsistencyParams]):
 
             def done(index: int, choice: Choice, first: int = first) -> bool:
                 votes[first + index] = extract_answer(choice.text, params.answer_format)
+                finished[first + index] = choice
+                self._offer_leader(ctx, finished)
                 reason = decided_in_draw_order(votes, params.n, params.confidence)
                 if reason is not None and len(votes) < params.n:
                     stopped.append(reason)
@@ -265,6 +272,15 @@ class SelfConsistency(Strategy[SelfConsistencyParams]):
             model=waves[0].model,
         )
         return merged, len(waves)
+
+    def _offer_leader(
+        self, ctx: StrategyContext, finished: dict[int, Choice], left_out: set[int] | None = None
+    ) -> None:
+        """The leader of the samples finished so far: what a deadline that comes before the
+        vote is decided answers with."""
+        voting = [finished[i] for i in sorted(finished) if not left_out or i not in left_out]
+        if voting:
+            ctx.offer(Answer.leader(voting, self.params.answer_format))
 
     def _adaptive_details(
         self, generation: Generation, stopped: list[StopReason], waves: int

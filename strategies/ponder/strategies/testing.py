@@ -69,6 +69,8 @@ class ScriptedEngine:
     #: Given tools, answer with a call of the first (arguments: the scripted text as JSON).
     calls_tools: bool = False
     delay: float = 0.0
+    #: Seconds each word step of ``generate_until`` takes: lets a deadline fall mid-way.
+    step_delay: float = 0.0
     fail_with: list[EngineError | None] = field(default_factory=list)
     calls: list[ScriptedCall] = field(default_factory=list)
     in_flight: int = 0
@@ -167,6 +169,8 @@ class ScriptedEngine:
                                 cut(rest)
                         break
             step += 1
+            if self.step_delay and len(choices) < n:
+                await asyncio.sleep(self.step_delay)
         return Generation(
             choices=tuple(choices[i] for i in range(n)),
             prompt_tokens=count_words(rendered),

@@ -195,6 +195,27 @@ async def test_a_deadline_returns_the_latest_refinement_before_it_passes(
     assert engine.cancelled == 1  # the call in flight at the deadline was cut
 
 
+@pytest.mark.parametrize("drawing", [{"adaptive": True}, {"confidence_filter": True}])
+async def test_a_deadline_before_the_vote_is_decided_answers_with_the_leader_so_far(
+    fast: httpx.AsyncClient, engine: ScriptedEngine, drawing: dict[str, bool]
+) -> None:
+    # Two samples agree quickly; two more would run for ten seconds: the vote is undecided
+    # (two against two still possible) when the one-second deadline comes.
+    engine.script = lambda prompt, index: (
+        "so the answer is 4." if index < 2 else "step " * 200 + f"the answer is {index}."
+    )
+    engine.step_delay = 0.05
+    sc = {"strategy": "self_consistency", "n": 4, **drawing, "budget": {"latency_s": 1.0}}
+    started = time.monotonic()
+    response = await fast.post(CHAT, json=chat_body(ponder=sc))
+    elapsed = time.monotonic() - started
+    assert response.status_code == 200, response.text
+    data = response.json()
+    assert data["ponder"]["details"]["budget"]["stopped"] == "deadline"
+    assert data["choices"][0]["message"]["content"] == "so the answer is 4."
+    assert 1.0 <= elapsed < 1.0 + 0.5
+
+
 async def test_a_streamed_deadline_answer_is_streamed(
     fast: httpx.AsyncClient, engine: ScriptedEngine
 ) -> None:
