@@ -105,7 +105,7 @@ async def run_jobs(
 
     async def run_one(job: Job) -> StrategyResult:
         raw_sink = _numbered(on_delta, job.offset)
-        streamed = _Streamed(raw_sink)
+        streamed = _Streamed(raw_sink, keep_partial=deadline is not None)
         sink = streamed.sink
         shown = Reasoning(reasoning, _numbered(on_reasoning, job.offset))
         reshape = shape.structured and not strategy.shapes_answer
@@ -188,21 +188,27 @@ async def _within_deadline(
 
 class _Streamed:
     """A run's answer sink that remembers what it sent: a run stopped by its budget answers
-    with its best so far, unless a part of an answer was already streamed."""
+    with its best so far, unless a part of an answer was already streamed.
 
-    def __init__(self, sink: DeltaSink | None) -> None:
+    ``keep_partial`` gives a client that does not stream a sink too, which keeps the text
+    without sending it: the answer's call is then streamed from the engine, so a deadline
+    that cuts it leaves the text written so far, as a streaming client would have had it
+    (a plain call cut at the deadline leaves nothing)."""
+
+    def __init__(self, sink: DeltaSink | None, *, keep_partial: bool = False) -> None:
         self._sink = sink
         self.sent: dict[int, str] = {}
-        self.sink: DeltaSink | None = None if sink is None else self._send
+        self.sink: DeltaSink | None = self._send if sink is not None or keep_partial else None
 
     async def _send(self, index: int, text: str) -> None:
-        assert self._sink is not None
         self.sent[index] = self.sent.get(index, "") + text
-        await self._sink(index, text)
+        if self._sink is not None:
+            await self._sink(index, text)
 
     async def best_so_far(self, ctx: StrategyContext, n: int, *, stream: bool) -> list[Answer]:
-        """The run's answers when its budget stopped it: what was streamed stands (cut short);
-        otherwise the best answers offered, streamed now; otherwise an empty answer."""
+        """The run's answers when its budget stopped it: what was streamed (or kept, for a
+        client not streaming) stands, cut short; otherwise the best answers offered, streamed
+        now; otherwise an empty answer."""
         best = list(ctx.best or ())
         answers = []
         for index in range(n):

@@ -318,6 +318,28 @@ async def test_a_deadline_that_cuts_a_streaming_answer_ends_it_where_it_was(
     assert engine.cancelled == 1
 
 
+@pytest.mark.parametrize("strategy", ["direct", "cot"])
+async def test_a_deadline_that_cuts_the_answer_of_a_client_not_streaming_keeps_its_text(
+    fast: httpx.AsyncClient, engine: ScriptedEngine, strategy: str
+) -> None:
+    # The text a streaming client would have had (CoT's answer starts with its rationale).
+    whole = " ".join(f"word{i}" for i in range(20))
+    engine.script = lambda prompt, index: whole
+    engine.delay = 0.2  # a word each 0.2 s: the whole answer would take 4 s
+    body = chat_body(ponder={"strategy": strategy, "budget": {"latency_s": 1.0}})
+    response = await fast.post(CHAT, json=body)
+    assert response.status_code == 200, response.text
+    data = response.json()
+    (choice,) = data["choices"]
+    text = choice["message"]["content"]
+    assert text.startswith("word0 word1")
+    assert whole.startswith(text)
+    assert len(text) < len(whole)
+    assert choice["finish_reason"] == "length"
+    assert data["ponder"]["details"]["budget"]["stopped"] == "deadline"
+    assert engine.cancelled == 1
+
+
 async def test_successive_prompting_goes_to_its_answer_when_the_budget_holds_no_sub_question(
     client: httpx.AsyncClient, engine: ScriptedEngine
 ) -> None:
