@@ -75,6 +75,54 @@ def test_a_deadline_answers_in_time_and_leaves_the_engine_idle(served: Served) -
     wait_until_idle(served, timeout=1.0)
 
 
+STORY: list[ChatCompletionMessageParam] = [
+    {
+        "role": "user",
+        "content": "Write a long story, at least a thousand words, about a dragon who learns "
+        "to bake bread.",
+    }
+]
+
+
+def test_a_deadline_cuts_adaptive_samples_at_the_engine_and_counts_what_they_made(
+    served: Served, logs: Path
+) -> None:
+    # A gateway's first request meets the assumed pace, here far too fast: no sample is
+    # capped to end in time, so the deadline, not max_tokens, ends them.
+    engine_url = served.engine.url + ("/v1" if served.kind == "llamacpp" else "")
+    env = {"PONDER_ASSUMED_TOKENS_PER_SECOND": "100000"}
+    ponder = {
+        "strategy": "self_consistency",
+        "n": 4,
+        "adaptive": True,
+        "answer_format": "free",
+        "trace": True,
+        "budget": {"latency_s": 2.0},
+    }
+    with gateway_process(logs, "--engine-url", engine_url, "--no-cache", env=env) as gateway:
+        client = client_of(gateway.url + "/v1")
+        # An engine's first generation can take seconds (vLLM's CPU build warms up): not in
+        # the timed request. Four tokens teach the pace nothing.
+        client.chat.completions.create(model=MODEL, messages=QUESTION, max_tokens=4)
+        started = time.monotonic()
+        completion = client.chat.completions.create(
+            model=MODEL, messages=STORY, max_tokens=1024, extra_body={"ponder": ponder}
+        )
+        elapsed = time.monotonic() - started
+        assert elapsed < 2.0
+        info = ponder_of(completion)
+        assert info["details"]["budget"]["stopped"] == "deadline"
+        drafts = [c for c in info["trace"] if c["role"] == "draft"]
+        assert len(drafts) == 4
+        # The samples cut at the deadline are counted, in usage as in the trace.
+        assert completion.usage is not None
+        assert completion.usage.completion_tokens == sum(c["completion_tokens"] for c in drafts)
+        assert completion.usage.completion_tokens > 0
+        traced = sum(c["prompt_tokens"] + c["completion_tokens"] for c in info["trace"])
+        assert all_tokens(completion) == traced
+        wait_until_idle(served, timeout=1.0)
+
+
 def test_a_budget_alone_names_what_it_chose(llamacpp_gateway: ManagedEngine) -> None:
     completion = client_of(llamacpp_gateway.url + "/v1").chat.completions.create(
         model=MODEL,

@@ -15,6 +15,7 @@ from ponder.strategies.budget import Budget, BudgetExhausted
 from ponder.strategies.demos import Resources
 from ponder.strategies.details import Details
 from ponder.strategies.engine import (
+    ABORTED,
     AnswerShape,
     Choice,
     Engine,
@@ -50,6 +51,9 @@ class StrategyInputError(ValueError):
 
 #: The share of the time left before a deadline that the next call may take.
 DEADLINE_SHARE = 0.8
+#: Seconds before a deadline at which samples still running are cut, so that the call can
+#: count what they made and the run answer with its best so far before the deadline.
+DEADLINE_WRAP_UP = 0.3
 
 #: The temperature drafts are sampled at by strategies whose drafts must differ.
 DRAFT_TEMPERATURE = 0.7
@@ -321,17 +325,30 @@ class StrategyContext:
     ) -> Generation:
         """``n`` samples side by side, recorded as one parallel step; ``done`` sees each as it
         finishes and may end the call, the rest cancelled at the engine (finish reason
-        ``abort``, their tokens so far counted); ``keep`` may cut a sample alone."""
+        ``abort``, their tokens so far counted); ``keep`` may cut a sample alone. A deadline
+        that comes first cuts the call the same way, just before it, and stops the run
+        (its best answer so far stands, the tokens the call made counted)."""
         self._check_budget()
         bounded = self._bounded(sampling or self.sampling, n, prompt)
+        until = None if self.deadline is None else self.deadline.at - DEADLINE_WRAP_UP
+        decided = False
+
+        def deciding(index: int, choice: Choice) -> bool:
+            nonlocal decided
+            decided = done(index, choice) or decided
+            return decided
+
         started = time.monotonic()
         with calling(role):
             generation = await self.engine.generate_until(
-                prompt, n=n, sampling=bounded, done=done, keep=keep
+                prompt, n=n, sampling=bounded, done=deciding, keep=keep, until=until
             )
         self._paced(generation, started)
         self._record(generation, prompt, role=role, round=round, index=None, annotate=annotate)
         await self._show(generation, role=role, round=round, n=n, index=None)
+        cut = any(choice.finish_reason == ABORTED for choice in generation.choices)
+        if until is not None and cut and not decided and time.monotonic() >= until:
+            raise BudgetReached("deadline")
         return generation
 
     async def _call(

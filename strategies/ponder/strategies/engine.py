@@ -272,12 +272,15 @@ class Engine(Protocol):
         sampling: Sampling,
         done: SampleCheck,
         keep: SampleWatch | None = None,
+        until: float | None = None,
     ) -> Generation:
         """``n`` samples generated side by side, each shown to ``done`` as it finishes; once
         ``done`` says so, the samples still running are cancelled at the engine and come
         back with the text they had, counted, and finish reason ``ABORTED``. ``keep`` sees
         each sample's tokens as they stream (the sampling must ask for log-probabilities)
-        and cancels that sample alone when it returns False."""
+        and cancels that sample alone when it returns False. At ``until`` (a moment on
+        ``time.monotonic``'s clock: a deadline) the samples still running are cancelled
+        the same way."""
         ...
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -125,10 +126,11 @@ class ScriptedEngine:
         sampling: Sampling,
         done: SampleCheck,
         keep: SampleWatch | None = None,
+        until: float | None = None,
     ) -> Generation:
         """The samples advance a word a step, side by side (shorter ones finish first);
-        ``keep`` sees each word, ``done`` each finished sample. A sample cut short comes
-        back with the words it had."""
+        ``keep`` sees each word, ``done`` each finished sample; at ``until`` the rest are
+        cut. A sample cut short comes back with the words it had."""
         rendered = render_prompt(prompt)
         self.calls.append(ScriptedCall("generate_until", rendered, n, sampling))
         await self._wait()
@@ -148,6 +150,11 @@ class ScriptedEngine:
 
         step = 0
         while len(choices) < n:
+            if until is not None and time.monotonic() >= until:
+                for rest in range(n):
+                    if rest not in choices:
+                        cut(rest)
+                break
             for i in range(n):
                 if i in choices:
                     continue

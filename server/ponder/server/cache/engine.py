@@ -108,12 +108,13 @@ class CachingEngine:
         sampling: Sampling,
         done: SampleCheck,
         keep: SampleWatch | None = None,
+        until: float | None = None,
     ) -> Generation:
         # Which samples finish first depends on timing: never cached, and the response
         # it goes into is not either.
         self.deterministic = False
         return await self._inner.generate_until(
-            prompt, n=n, sampling=sampling, done=done, keep=keep
+            prompt, n=n, sampling=sampling, done=done, keep=keep, until=until
         )
 
     async def count_tokens(self, text: str) -> int:

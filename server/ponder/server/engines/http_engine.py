@@ -24,6 +24,7 @@ from ponder.server.engines.transport import (
     where,
 )
 from ponder.strategies.acceptance import an_engine_took_a_call
+from ponder.strategies.cutoff import cut_at
 from ponder.strategies.engine import (
     ABORTED,
     Choice,
@@ -384,6 +385,7 @@ class HTTPEngine:
         sampling: Sampling,
         done: SampleCheck,
         keep: SampleWatch | None = None,
+        until: float | None = None,
     ) -> Generation:
         path, body = self._request(prompt, sampling, n=n)
         body["stream"] = True
@@ -392,20 +394,21 @@ class HTTPEngine:
             # sample per request anyway): n requests, each closed when no longer needed.
             body.pop("n", None)
             body["stream_options"] = {"include_usage": True}
-            return await self._race_streams(path, body, n, sampling, done, keep)
+            return await self._race_streams(path, body, n, sampling, done, keep, until)
         # Every chunk carries usage, so the prompt is counted even when the stream is cut.
         body["stream_options"] = {"include_usage": True, "continuous_usage_stats": True}
-        return await self._batched_until(path, body, n, done)
+        return await self._batched_until(path, body, n, done, until)
 
     async def _batched_until(
-        self, path: str, body: dict[str, Any], n: int, done: SampleCheck
+        self, path: str, body: dict[str, Any], n: int, done: SampleCheck, until: float | None
     ) -> Generation:
-        """One request of n samples, its stream left (the engine aborts it) once decided."""
+        """One request of n samples, its stream left (the engine aborts it) once decided or
+        at ``until``."""
         samples = [_Sample() for _ in range(n)]
         finished: dict[int, Choice] = {}
         prompt_tokens, model = 0, self._model
         deadline = self._deadline()
-        async with self._exchange(path, body) as response:
+        async with cut_at(until), self._exchange(path, body) as response:
             async for chunk in _chunks(response, deadline, self._overran(path)):
                 usage = chunk.get("usage") or {}
                 prompt_tokens = int(usage.get("prompt_tokens") or prompt_tokens)
@@ -434,9 +437,11 @@ class HTTPEngine:
         sampling: Sampling,
         done: SampleCheck,
         keep: SampleWatch | None,
+        until: float | None,
     ) -> Generation:
-        """n one-sample streams side by side; those still running are cancelled once decided,
-        and each one ``keep`` turns down on its own."""
+        """n one-sample streams side by side; those still running are cancelled once decided
+        or at ``until``, and each one ``keep`` turns down on its own. Cut at ``until`` before
+        any finished, the call counts no prompt tokens (only a finished stream says them)."""
         samples = [_Sample() for _ in range(n)]
         ends: asyncio.Queue[tuple[int, StreamEnd | EngineError | None]] = asyncio.Queue()
 
@@ -463,17 +468,18 @@ class HTTPEngine:
         turned_down = 0
         prompt_tokens = 0
         try:
-            while len(finished) + turned_down < n:
-                index, end = await ends.get()
-                if isinstance(end, EngineError):
-                    raise end
-                if end is None:
-                    turned_down += 1
-                    continue
-                finished[index] = end.choice
-                prompt_tokens = prompt_tokens or end.prompt_tokens
-                if done(index, end.choice):
-                    break
+            async with cut_at(until):
+                while len(finished) + turned_down < n:
+                    index, end = await ends.get()
+                    if isinstance(end, EngineError):
+                        raise end
+                    if end is None:
+                        turned_down += 1
+                        continue
+                    finished[index] = end.choice
+                    prompt_tokens = prompt_tokens or end.prompt_tokens
+                    if done(index, end.choice):
+                        break
         finally:
             for task in tasks:
                 task.cancel()

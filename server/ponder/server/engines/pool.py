@@ -333,9 +333,12 @@ class PoolSession:
         sampling: Sampling,
         done: SampleCheck,
         keep: SampleWatch | None = None,
+        until: float | None = None,
     ) -> Generation:
         return await self._generation_call(
-            lambda r: r.generate_until(prompt, n=n, sampling=sampling, done=done, keep=keep)
+            lambda r: r.generate_until(
+                prompt, n=n, sampling=sampling, done=done, keep=keep, until=until
+            )
         )
 
     async def detokenize(self, tokens: Sequence[int]) -> str:
