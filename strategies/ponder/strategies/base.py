@@ -225,16 +225,24 @@ class StrategyContext:
         budget stops it before it finishes."""
         self.best = answers
 
-    def _bounded(self, sampling: Sampling, n: int = 1, prompt: Prompt | None = None) -> Sampling:
+    def _bounded(
+        self,
+        sampling: Sampling,
+        n: int = 1,
+        prompt: Prompt | None = None,
+        *,
+        deadline_caps: bool = True,
+    ) -> Sampling:
         """``sampling`` whose output bound holds to the server's per-call cap, to what the
-        request has left (shared by the call's ``n`` samples) and to the user's budget."""
+        request has left (shared by the call's ``n`` samples) and to the user's budget (its
+        deadline too, unless ``deadline_caps`` is False)."""
         bound = min(
             sampling.max_tokens or self.limits.max_tokens_per_call, self.limits.max_tokens_per_call
         )
         left = self.budget.remaining()
         if left is not None:
             bound = min(bound, max(1, left // n))
-        room = self._budget_room(prompt, n)
+        room = self._budget_room(prompt, n, deadline=deadline_caps)
         if room is not None:
             reason, tokens = room
             if tokens < MIN_CALL_TOKENS and self.best is not None:
@@ -249,11 +257,14 @@ class StrategyContext:
         found = self._budget_room(prompt, 1)
         return None if found is None else found[1]
 
-    def _budget_room(self, prompt: Prompt | None, n: int) -> tuple[BudgetStop, int] | None:
-        """The tightest of the user's bounds on the next call: output tokens per sample it
-        leaves room for, and which bound that is (None: no budget)."""
+    def _budget_room(
+        self, prompt: Prompt | None, n: int, *, deadline: bool = True
+    ) -> tuple[BudgetStop, int] | None:
+        """The tightest of the user's bounds on the next call (the deadline's only if
+        ``deadline``): output tokens per sample it leaves room for, and which bound that is
+        (None: no bound)."""
         user = self.user_budget
-        if user is None and self.deadline is None:
+        if user is None and (self.deadline is None or not deadline):
             return None
         reading = estimated_tokens(prompt)
         rooms: list[tuple[int, BudgetStop]] = []
@@ -264,11 +275,13 @@ class StrategyContext:
         if user is not None and user.sequential_tokens is not None:
             left = user.sequential_tokens - self.budget.sequential_tokens
             rooms.append((left - reading, "sequential_tokens"))
-        if self.deadline is not None:
+        if self.deadline is not None and deadline:
             # A fifth of the time left stays in reserve: calls vary around the pace, and
             # other requests may start sharing the engine meanwhile.
             seconds = DEADLINE_SHARE * self.deadline.left()
             rooms.append((self.pace.tokens_within(seconds, n), "deadline"))
+        if not rooms:
+            return None
         tokens, reason = min(rooms)
         return reason, tokens
 
@@ -322,14 +335,18 @@ class StrategyContext:
         keep: SampleWatch | None = None,
         sampling: Sampling | None = None,
         annotate: Annotate | None = None,
+        last: bool = False,
     ) -> Generation:
         """``n`` samples side by side, recorded as one parallel step; ``done`` sees each as it
         finishes and may end the call, the rest cancelled at the engine (finish reason
         ``abort``, their tokens so far counted); ``keep`` may cut a sample alone. A deadline
         that comes first cuts the call the same way, just before it, and stops the run
-        (its best answer so far stands, the tokens the call made counted)."""
+        (its best answer so far stands, the tokens the call made counted). ``last``: the
+        run answers from these samples and calls nothing after them, so the deadline does
+        not cap the samples' length (each would be cut short of its answer to leave time
+        that nothing needs); it only cuts those still running."""
         self._check_budget()
-        bounded = self._bounded(sampling or self.sampling, n, prompt)
+        bounded = self._bounded(sampling or self.sampling, n, prompt, deadline_caps=not last)
         until = None if self.deadline is None else self.deadline.at - DEADLINE_WRAP_UP
         decided = False
 

@@ -214,6 +214,7 @@ class SelfConsistency(Strategy[SelfConsistencyParams]):
             keep=kept.watch,
             sampling=sampling,
             annotate=noting(self.params.answer_format),
+            last=True,  # the confidence scorer reads the samples' own log-probabilities
         )
 
     def _filter_details(self, kept: ConfidenceFilter) -> dict[str, Any]:
@@ -234,6 +235,8 @@ class SelfConsistency(Strategy[SelfConsistencyParams]):
         more are started (why is appended to ``stopped``)."""
         params = self.params
         wave = params.wave or params.n
+        # A judge or reward model weighs the votes afterwards: that takes calls, and time.
+        calls_after = params.weighted and params.scorer != "confidence"
         votes: dict[int, str | None] = {}  # by index: a sample shown twice votes once
         finished: dict[int, Choice] = {}
         waves: list[Generation] = []
@@ -264,6 +267,7 @@ class SelfConsistency(Strategy[SelfConsistencyParams]):
                     done=done,
                     sampling=seeded,
                     annotate=noting(params.answer_format),
+                    last=not calls_after,
                 )
             )
         merged = Generation(

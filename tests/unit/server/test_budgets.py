@@ -323,6 +323,30 @@ async def test_a_deadline_that_cuts_a_streaming_answer_ends_it_where_it_was(
     assert engine.cancelled == 1
 
 
+@pytest.mark.parametrize(
+    ("drawing", "capped"),
+    [
+        ({"adaptive": False}, True),
+        ({"adaptive": True}, False),
+        ({"confidence_filter": True}, False),
+    ],
+)
+async def test_a_deadline_caps_only_the_samples_it_could_not_cut_in_time(
+    fast: httpx.AsyncClient, engine: ScriptedEngine, drawing: dict[str, bool], capped: bool
+) -> None:
+    # Samples drawn in one plain call come back only all together: the deadline's pace
+    # must bound them. Watched as they finish, they are cut at the deadline instead, so
+    # no sample is cut short of its answer to leave time nothing after them needs.
+    engine.script = lambda prompt, index: "so the answer is 4."
+    # At the assumed 1,000 tokens/s, 0.5 s leaves room for about 350 tokens a sample.
+    sc = {"strategy": "self_consistency", "n": 4, **drawing, "budget": {"latency_s": 0.5}}
+    response = await fast.post(CHAT, json=chat_body(max_tokens=500, ponder=sc))
+    assert response.status_code == 200, response.text
+    (call,) = engine.calls
+    assert call.sampling.max_tokens is not None
+    assert (call.sampling.max_tokens < 500) is capped
+
+
 @pytest.mark.parametrize("strategy", ["direct", "cot"])
 async def test_a_deadline_that_cuts_the_answer_of_a_client_not_streaming_keeps_its_text(
     fast: httpx.AsyncClient, engine: ScriptedEngine, strategy: str
