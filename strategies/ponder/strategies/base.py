@@ -352,7 +352,8 @@ class StrategyContext:
 
         def deciding(index: int, choice: Choice) -> bool:
             nonlocal decided
-            decided = done(index, choice) or decided
+            if done(index, choice):
+                decided = True
             return decided
 
         started = time.monotonic()

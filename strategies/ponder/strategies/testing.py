@@ -148,12 +148,15 @@ class ScriptedEngine:
             choices[index] = Choice(" ".join(words), len(words), ABORTED)
             self.cancelled += 1
 
+        def cut_the_rest() -> None:
+            for rest in range(n):
+                if rest not in choices:
+                    cut(rest)
+
         step = 0
         while len(choices) < n:
             if until is not None and time.monotonic() >= until:
-                for rest in range(n):
-                    if rest not in choices:
-                        cut(rest)
+                cut_the_rest()
                 break
             for i in range(n):
                 if i in choices:
@@ -171,9 +174,7 @@ class ScriptedEngine:
                         logprobs=self._logprobs(rendered, i, texts[i], sampling),
                     )
                     if done(i, choices[i]):
-                        for rest in range(n):
-                            if rest not in choices:
-                                cut(rest)
+                        cut_the_rest()
                         break
             step += 1
             if self.step_delay and len(choices) < n:
