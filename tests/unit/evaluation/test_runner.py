@@ -83,6 +83,7 @@ async def test_items_are_recorded_graded_and_resumed(tmp_path: Path) -> None:
     assert records[2]["sequential_tokens"] == 40
     assert records[2]["all_tokens"] == 90
     assert records[2]["calls"] == 3
+    assert records[2]["finish_reason"] == "stop"
     assert records[2]["details"] == {"rounds": 2, "stopped_after_round": None}
     assert set(load_finished(tmp_path / ITEMS_FILE)) == {(PDR.key, i) for i in (0, 2, 3)}
 

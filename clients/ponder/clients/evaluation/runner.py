@@ -152,6 +152,8 @@ class Runner:
         usage = result.usage
         record.update(
             response=result.text,
+            # "length" marks an answer cut by max_tokens or by a budget's deadline.
+            finish_reason=result.choices[0].finish_reason if result.choices else None,
             prediction=prediction,
             correct=graded.correct,
             score=graded.score,
