@@ -228,6 +228,11 @@ def test_a_token_id_past_the_vocabulary_is_a_400(llamacpp_gateway: ManagedEngine
         ({"n": 100}, "n"),
         ({"temperature": 9}, "temperature"),
         ({"messages": []}, "messages"),
+        # The SDK's own arguments for what no engine here provides: refused, not dropped.
+        ({"modalities": ["text", "audio"], "audio": {"voice": "alloy", "format": "wav"}}, "audio"),
+        ({"web_search_options": {}}, "web_search_options"),
+        ({"prediction": {"type": "content", "content": "4"}}, "prediction"),
+        ({"verbosity": "low"}, "verbosity"),
     ],
 )
 def test_bad_parameters_are_400(

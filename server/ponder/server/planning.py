@@ -23,6 +23,7 @@ from ponder.server.engines.provider import EngineProvider
 from ponder.server.errors import InvalidRequest, ModelNotFound, NoEngineReady
 from ponder.server.eval_results import EvalReport
 from ponder.server.frontier import FrontierStore
+from ponder.server.openai_fields import WITHOUT_EFFECT, refuse_unsupported
 from ponder.server.protocol import CompletionRequest, PonderOptions
 from ponder.server.selection import Selection, named_strategy, select
 from ponder.server.settings import Settings
@@ -37,10 +38,6 @@ from ponder.strategies.user_budget import MIN_CALL_TOKENS, Deadline, UserBudget
 
 logger = logging.getLogger(__name__)
 
-#: OpenAI fields that describe the caller, not the generation: never forwarded.
-NOT_FORWARDED = frozenset(
-    {"metadata", "store", "service_tier", "prompt_cache_key", "safety_identifier"}
-)
 #: Engine fields that change how much is generated past max_tokens (llama.cpp's
 #: n_predict, vLLM's best_of ...): a request sets max_tokens and n instead.
 GENERATION_AMOUNT = frozenset({"n_predict", "max_new_tokens", "best_of"})
@@ -301,10 +298,10 @@ class PlanBuilder:
                 )
 
     def _sampling(self, body: CompletionBody, max_tokens: int | None) -> Sampling:
+        fields = body.model_extra or {}
+        refuse_unsupported(fields)
         extra = {
-            k: v
-            for k, v in (body.model_extra or {}).items()
-            if k not in NOT_FORWARDED and k not in ANSWER_FIELDS
+            k: v for k, v in fields.items() if k not in WITHOUT_EFFECT and k not in ANSWER_FIELDS
         }
         self._check_forwarded(extra, text=isinstance(body, CompletionRequest))
         stop = (body.stop,) if isinstance(body.stop, str) else tuple(body.stop or ())

@@ -100,6 +100,16 @@ class PonderOptions(BaseModel):
 
 class StreamOptions(_Lenient):
     include_usage: bool = False
+    #: OpenAI pads stream chunks against length side channels; this server does not, so it
+    #: refuses to be asked rather than leave the padding out silently.
+    include_obfuscation: bool = False
+
+    @field_validator("include_obfuscation")
+    @classmethod
+    def _no_obfuscation(cls, value: bool) -> bool:
+        if value:
+            raise ValueError("stream obfuscation is not supported; send false or leave it out")
+        return value
 
 
 #: Numbers and flags as JSON writes them: "3" or true is not a count, "0.5" not a float.

@@ -790,6 +790,53 @@ async def test_fields_that_pass_max_tokens_are_refused(
     assert engine.calls == []
 
 
+@pytest.mark.parametrize(
+    ("path", "fields", "param"),
+    [
+        ("/v1/chat/completions", {"audio": {"voice": "alloy", "format": "wav"}}, "audio"),
+        ("/v1/chat/completions", {"modalities": ["text", "audio"]}, "modalities"),
+        ("/v1/chat/completions", {"web_search_options": {}}, "web_search_options"),
+        ("/v1/chat/completions", {"prediction": {"type": "content", "content": "4"}}, "prediction"),
+        ("/v1/chat/completions", {"verbosity": "low"}, "verbosity"),
+        ("/v1/completions", {"suffix": "done."}, "suffix"),
+        (
+            "/v1/chat/completions",
+            {"stream": True, "stream_options": {"include_obfuscation": True}},
+            "stream_options.include_obfuscation",
+        ),
+    ],
+)
+async def test_openai_features_no_engine_provides_are_refused_not_dropped(
+    client: httpx.AsyncClient,
+    engine: ScriptedEngine,
+    path: str,
+    fields: dict[str, Any],
+    param: str,
+) -> None:
+    body: dict[str, Any] = {"model": "tiny", "max_tokens": 8, **fields}
+    body.update(
+        {"messages": [{"role": "user", "content": "hi"}]} if "chat" in path else {"prompt": "hi"}
+    )
+    assert_envelope(await client.post(path, json=body), 400, param)
+    assert engine.calls == []
+
+
+async def test_openai_fields_without_effect_are_accepted_and_not_forwarded(
+    client: httpx.AsyncClient, engine: ScriptedEngine
+) -> None:
+    body = chat_body(
+        modalities=["text"],
+        prompt_cache_retention="24h",
+        service_tier="flex",
+        stream=True,
+        stream_options={"include_usage": True, "include_obfuscation": False},
+    )
+    response = await client.post(CHAT, json=body)
+    assert response.status_code == 200
+    assert response.text.rstrip().endswith("data: [DONE]")
+    assert engine.calls[0].sampling.extra == {}
+
+
 async def test_an_allow_list_of_forwarded_fields(engine: ScriptedEngine) -> None:
     settings = Settings(engine_urls=["http://unused"], forward_fields=["top_k"])
     app = create_app(settings, engines=StaticEngines({"tiny": engine}))
