@@ -216,6 +216,13 @@ class Served:
         assert values, f"{name} not in the engine's metrics"
         return sum(values)
 
+    def wait_until_idle(self, timeout: float = 10.0) -> None:
+        """Fail unless the engine stops generating within ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        while self.requests_running() > 0:
+            assert time.monotonic() < deadline, "the engine is still generating"
+            time.sleep(0.05)
+
 
 def metric_sum(url: str, sample: str, **labels: str) -> float:
     """The sum of ``sample`` over the series of ``url``'s /metrics whose labels include

@@ -44,13 +44,6 @@ def all_tokens(completion: Any) -> int:
 IDLE_WITHIN = 2.5
 
 
-def wait_until_idle(served: Served, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while served.requests_running() > 0:
-        assert time.monotonic() < deadline, "the engine is still generating"
-        time.sleep(0.05)
-
-
 def test_a_deadline_answers_in_time_and_leaves_the_engine_idle(served: Served) -> None:
     # Five rounds of four drafts and a distillation each: far more than 2 s of work here.
     ponder = {
@@ -77,7 +70,7 @@ def test_a_deadline_answers_in_time_and_leaves_the_engine_idle(served: Served) -
     # What usage counts is what the trace shows (a call cut at the deadline is in neither).
     traced = sum(c["prompt_tokens"] + c["completion_tokens"] for c in info["trace"])
     assert all_tokens(completion) == traced
-    wait_until_idle(served, timeout=IDLE_WITHIN)
+    served.wait_until_idle(timeout=IDLE_WITHIN)
 
 
 STORY: list[ChatCompletionMessageParam] = [
@@ -125,7 +118,7 @@ def test_a_deadline_cuts_adaptive_samples_at_the_engine_and_counts_what_they_mad
         assert completion.usage.completion_tokens > 0
         traced = sum(c["prompt_tokens"] + c["completion_tokens"] for c in info["trace"])
         assert all_tokens(completion) == traced
-        wait_until_idle(served, timeout=IDLE_WITHIN)
+        served.wait_until_idle(timeout=IDLE_WITHIN)
 
 
 def test_a_budget_alone_names_what_it_chose(llamacpp_gateway: ManagedEngine) -> None:

@@ -8,7 +8,6 @@ formats, never whether an answer is right.
 from __future__ import annotations
 
 import re
-import time
 from typing import Any, Literal
 
 import openai
@@ -316,19 +315,12 @@ def run_until_some_are_cut(
         completion = client.chat.completions.create(
             model=MODEL, messages=QUESTION, max_tokens=CUT_MAX_TOKENS, extra_body={"ponder": ponder}
         )
-        wait_until_idle(served)
+        served.wait_until_idle()
         generated = served.generation_tokens() - before
         details = info(completion)["details"]
         if details["cancelled"]:
             break
     return completion, details, generated
-
-
-def wait_until_idle(served: Served, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while served.requests_running() > 0:
-        assert time.monotonic() < deadline, "the engine is still generating"
-        time.sleep(0.05)
 
 
 def test_confidence_filtered_voting_cuts_samples_at_the_engine(
