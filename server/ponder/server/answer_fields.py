@@ -54,12 +54,7 @@ def answer_shape(fields: Mapping[str, Any], *, chat: bool, stop: tuple[str, ...]
     if tools is not None:
         if not chat:
             raise _invalid("tools are a chat completions field", "tools")
-        if not isinstance(tools, list) or not all(
-            isinstance(t, dict)
-            and t.get("type") == "function"
-            and isinstance(t.get("function"), dict)
-            for t in tools
-        ):
+        if not isinstance(tools, list) or not all(_is_tool(t) for t in tools):
             raise _invalid("tools must be a list of {type: function, function: {...}}", "tools")
     tool_choice = fields.get("tool_choice")
     if tool_choice is not None and not tools and tool_choice != "none":
