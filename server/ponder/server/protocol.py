@@ -13,6 +13,7 @@ from pydantic import (
     Field,
     SerializerFunctionWrapHandler,
     Strict,
+    ValidationInfo,
     field_validator,
     model_serializer,
     model_validator,
@@ -133,6 +134,11 @@ def _has_surrogate(text: str) -> bool:
     return False
 
 
+#: Validation context of a body whose reader has checked that nothing in it is unsendable
+#: (:func:`ponder.server.request_body.parse_body`): the walk over every value is skipped.
+SENDABLE = "ponder.sendable"
+
+
 def unsendable(value: Any, path: str = "body") -> tuple[str, str] | None:
     """The first place in a request body that JSON cannot carry to an engine or a cache
     key — NaN or an infinity, a lone UTF-16 surrogate — with the problem, or None."""
@@ -175,7 +181,9 @@ class _SamplingFields(_Lenient):
 
     @model_validator(mode="before")
     @classmethod
-    def _sendable(cls, body: Any) -> Any:
+    def _sendable(cls, body: Any, info: ValidationInfo) -> Any:
+        if info.context is not None and info.context.get(SENDABLE):
+            return body
         found = unsendable(body)
         if found is not None:
             path, problem = found

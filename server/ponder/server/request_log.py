@@ -26,18 +26,20 @@ def record_request(
 ) -> None:
     strategy, model = plan.selection.strategy, plan.selection.model
     elapsed = time.perf_counter() - started
-    metrics.requests.labels(strategy, model, str(status)).inc()
+    metrics.series(metrics.requests, strategy, model, str(status)).inc()
     if status == 200:
-        metrics.request_duration.labels(strategy, model).observe(elapsed)
+        metrics.series(metrics.request_duration, strategy, model).observe(elapsed)
         if first_text is not None:
-            metrics.time_to_first_token.labels(strategy, model).observe(first_text - started)
+            metrics.series(metrics.time_to_first_token, strategy, model).observe(
+                first_text - started
+            )
     budget = plan.selection.budget_info
     run = outcome.run if outcome is not None else None
     stopped = run.stopped[0] if run is not None and run.stopped else None
     if run is not None and status == 200:
         usage = run.usage
         if budget is not None:
-            metrics.budget_requests.labels(budget.source, stopped or "none").inc()
+            metrics.series(metrics.budget_requests, budget.source, stopped or "none").inc()
         metrics.observe_answer(
             strategy=strategy,
             prompt_tokens=usage.prompt_tokens,

@@ -102,7 +102,7 @@ class CompletionServing:
             error = to_ponder_error(exc)
             # Labels take no user strings: a refused request's model or
             # strategy may be anything the client typed.
-            self.metrics.requests.labels("-", "-", str(error.status)).inc()
+            self.metrics.series(self.metrics.requests, "-", "-", str(error.status)).inc()
             return error_response(error)
         key = plan.caching.lookup_key
         if self.cache is not None and key is not None:

@@ -758,14 +758,28 @@ async def test_values_json_cannot_carry_or_of_the_wrong_type_are_400s(
     assert engine.calls == []
 
 
+@pytest.mark.parametrize("encoding", ["utf-8", "utf-16-le", "utf-32-be"])
 async def test_a_lone_surrogate_in_a_message_is_a_400(
-    client: httpx.AsyncClient, engine: ScriptedEngine
+    client: httpx.AsyncClient, engine: ScriptedEngine, encoding: str
 ) -> None:
-    body = b'{"model": "tiny", "messages": [{"role": "user", "content": "a\\ud800b"}]}'
+    # JSON in any of its encodings: the body's reader looks for escapes in UTF-8 only.
+    text = '{"model": "tiny", "messages": [{"role": "user", "content": "a\\ud800b"}]}'
+    body = text.encode(encoding)
     response = await client.post(CHAT, content=body, headers={"content-type": "application/json"})
     assert_envelope(response, 400, "messages.0.content")
     assert "surrogate" in response.json()["error"]["message"]
     assert engine.calls == []
+
+
+async def test_an_escaped_backslash_before_u_d800_is_text(
+    client: httpx.AsyncClient, engine: ScriptedEngine
+) -> None:
+    # The characters \ud800 (a backslash, then "ud800"): it looks like a surrogate's escape.
+    body = b'{"model": "tiny", "messages": [{"role": "user", "content": "a\\\\ud800b"}]}'
+    response = await client.post(CHAT, content=body, headers={"content-type": "application/json"})
+    assert response.status_code == 200, response.text
+    assert len(engine.calls) == 1
+    assert "a\\ud800b" in engine.calls[0].prompt
 
 
 @pytest.mark.parametrize(

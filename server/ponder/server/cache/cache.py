@@ -62,9 +62,9 @@ class Cache:
                 self._answered()
         hits = sum(1 for value in values if value is not None)
         if hits:
-            self._metrics.cache_hits.labels(level).inc(hits)
+            self._metrics.series(self._metrics.cache_hits, level).inc(hits)
         if len(values) - hits:
-            self._metrics.cache_misses.labels(level).inc(len(values) - hits)
+            self._metrics.series(self._metrics.cache_misses, level).inc(len(values) - hits)
         return values
 
     async def get(self, key: str, *, level: Level) -> bytes | None:

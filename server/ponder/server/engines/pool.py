@@ -239,7 +239,7 @@ class PoolSession:
     def _done(self, replica: HTTPEngine, started: float) -> None:
         metrics = self._pool.metrics
         if metrics is not None:
-            metrics.engine_call_duration.labels(replica.base_url, call_role()).observe(
+            metrics.series(metrics.engine_call_duration, replica.base_url, call_role()).observe(
                 time.perf_counter() - started
             )
 
