@@ -180,14 +180,13 @@ class StrategyContext:
     def sampling_for(self, params: StrategyParams, **overrides: Any) -> Sampling:
         """The request's sampling with the strategy's own overrides (temperature, max_tokens)
         applied: for the calls that write drafts or answers."""
-        sampling = replace(
-            self.sampling,
-            temperature=self.sampling.temperature
-            if params.temperature is None
-            else params.temperature,
-            max_tokens=self.sampling.max_tokens if params.max_tokens is None else params.max_tokens,
-        )
-        return replace(sampling, **overrides) if overrides else sampling
+        changes: dict[str, Any] = {}
+        if params.temperature is not None:
+            changes["temperature"] = params.temperature
+        if params.max_tokens is not None:
+            changes["max_tokens"] = params.max_tokens
+        changes.update(overrides)
+        return replace(self.sampling, **changes) if changes else self.sampling
 
     def request_sampling(self, params: StrategyParams | None = None, **overrides: Any) -> Sampling:
         """The request's own sampling (the strategy's ``max_tokens`` applied, not its

@@ -127,22 +127,25 @@ class AnswerShape:
 
     def free_text(self, sampling: Sampling) -> Sampling:
         """``sampling`` with what applies to any answer call: stop sequences, logprobs."""
-        stop = tuple(dict.fromkeys((*sampling.stop, *self.stop)))
+        stop = tuple(dict.fromkeys((*sampling.stop, *self.stop))) if self.stop else sampling.stop
         logprobs = self.logprobs if self.logprobs is not None else sampling.logprobs
         if logprobs is not None and sampling.logprobs is not None:
             logprobs = max(logprobs, sampling.logprobs)
+        if stop == sampling.stop and logprobs == sampling.logprobs:
+            return sampling  # most answers: no shape at all, and a copy costs each call
         return replace(sampling, stop=stop, logprobs=logprobs)
 
     def apply(self, sampling: Sampling) -> Sampling:
         """``sampling`` with every field of the shape: for the call that writes the answer."""
-        extra = dict(sampling.extra)
-        for name in ("response_format", "tools", "tool_choice", "parallel_tool_calls"):
-            value = getattr(self, name)
-            if value is not None:
-                extra[name] = value
+        fields = {
+            name: value
+            for name in ("response_format", "tools", "tool_choice", "parallel_tool_calls")
+            if (value := getattr(self, name)) is not None
+        }
         if self.echo:
-            extra["echo"] = True
-        return replace(self.free_text(sampling), extra=extra)
+            fields["echo"] = True
+        sampling = self.free_text(sampling)
+        return replace(sampling, extra={**sampling.extra, **fields}) if fields else sampling
 
 
 @dataclass(frozen=True, slots=True)

@@ -128,7 +128,7 @@ async def run_jobs(
             # form; the strategy's own answer is then the work behind it.
             on_delta=_worked_answer(shown) if reshape else sink,
             reasoning=shown,
-            shape=shape if strategy.shapes_answer else replace(shape, echo=False),
+            shape=shape if strategy.shapes_answer or not shape.echo else replace(shape, echo=False),
             user_budget=user_budget,
             deadline=deadline,
             pace=pace,
@@ -156,10 +156,7 @@ async def run_jobs(
         if reshape:
             ctx.on_delta = sink
             result = await in_shape(ctx, strategy, result)
-        return replace(
-            result,
-            answers=[replace(a, reasoning=shown.text(i)) for i, a in enumerate(result.answers)],
-        )
+        return _with_reasoning(result, shown)
 
     if len(jobs) == 1:  # most requests: no task of its own to start and wait for
         results = [await run_one(jobs[0])]
@@ -297,6 +294,15 @@ async def in_shape(
             )
         )
     return StrategyResult(answers=shaped, details=result.details)
+
+
+def _with_reasoning(result: StrategyResult, shown: Reasoning) -> StrategyResult:
+    """``result`` with each answer's reasoning as shown (the same object when nothing was)."""
+    texts = [shown.text(i) for i in range(len(result.answers))]
+    if all(a.reasoning == t for a, t in zip(result.answers, texts, strict=True)):
+        return result
+    answers = [replace(a, reasoning=t) for a, t in zip(result.answers, texts, strict=True)]
+    return replace(result, answers=answers)
 
 
 def _numbered(sink: DeltaSink | None, offset: int) -> DeltaSink | None:
