@@ -176,10 +176,10 @@ class PlanBuilder:
         )
         return chosen.strategy, chosen.params, info
 
-    async def check_prompt_size(self, body: CompletionBody) -> None:
+    async def check_prompt_size(self, body: CompletionBody) -> list[Prompt]:
         """Refuse too many messages, or a prompt over ``max_prompt_tokens`` in the model's own
         tokenizer; the engine is asked only about a prompt whose bytes pass the cap (a token
-        is at least a byte), so ordinary requests cost no call."""
+        is at least a byte), so ordinary requests cost no call. The prompts, as read."""
         endpoint = endpoint_for(body)
         prompts = endpoint.prompts(body)
         try:
@@ -189,7 +189,7 @@ class PlanBuilder:
             texts = [render_prompt(p) for p in prompts]
             large = [t for t in texts if len(t.encode()) > self.limits.max_prompt_tokens]
             if not large:
-                return
+                return prompts
             selection = self._select(body)
             self._check_model(selection.model, body.model)
             engine = self.engines.session(selection.model)
@@ -198,6 +198,7 @@ class PlanBuilder:
                 self.limits.check_prompt_tokens(await engine.count_tokens(text), param)
         except OverCap as error:
             raise InvalidRequest(str(error), param=error.param, code="over_cap") from None
+        return prompts
 
     async def reports_for(self, body: CompletionBody) -> list[EvalReport]:
         """The evaluation results a budget may choose from (none when the request names its
@@ -233,9 +234,16 @@ class PlanBuilder:
             ) from None
         return body.model_copy(update={"prompt": texts})
 
-    def build(self, body: CompletionBody, reports: Sequence[EvalReport] = ()) -> Plan:
+    def build(
+        self,
+        body: CompletionBody,
+        reports: Sequence[EvalReport] = (),
+        prompts: list[Prompt] | None = None,
+    ) -> Plan:
+        """The plan of ``body``; ``prompts``: its prompts when already read (they are the
+        same each time, and a long conversation's messages cost a pass to convert)."""
         endpoint = endpoint_for(body)
-        prompts = endpoint.prompts(body)
+        prompts = endpoint.prompts(body) if prompts is None else prompts
         options = body.ponder or PonderOptions()
         selection = self._select(body, reports, prompts[0] if prompts else "")
         strategy = self.registry.build(selection.strategy, selection.params)

@@ -96,8 +96,8 @@ class CompletionServing:
         started = time.perf_counter()
         try:
             body = await self.plans.with_text_prompts(body)
-            await self.plans.check_prompt_size(body)
-            plan = self.plans.build(body, await self.plans.reports_for(body))
+            prompts = await self.plans.check_prompt_size(body)
+            plan = self.plans.build(body, await self.plans.reports_for(body), prompts)
         except Exception as exc:
             error = to_ponder_error(exc)
             # Labels take no user strings: a refused request's model or
