@@ -201,6 +201,11 @@ def test_a_frontier_in_redis_is_shared_by_gateways_and_outlives_them(
         chosen = budget_choice(second)
         assert (chosen["source"], chosen["config"]) == ("frontier", "sc n=3")
         assert chosen["expected"]["accuracy"] == 0.5
+        assert chosen["latency_scale"] == 1.0  # no run of a frontier's choice yet
+        # That run's throughput against the frontier's (900 tokens in 1 s) is now known.
+        again = budget_choice(second)
+        assert again["latency_scale"] != 1.0
+        assert again["expected"]["latency_s"] == pytest.approx(again["latency_scale"], abs=0.002)
     # Both gone; a new gateway reads the same frontier, and adds a file `ponder eval` wrote.
     written = tmp_path / "frontier.json"
     written.write_text(json.dumps(report("svamp", 0.7)))

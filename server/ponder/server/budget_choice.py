@@ -68,6 +68,10 @@ class BudgetInfo(BaseModel):
     why: str | None = None
     #: What the chosen configuration was measured (or estimated) to cost, and its accuracy.
     expected: dict[str, float] | None = None
+    #: A frontier's choice: how many times longer this server has been taking than the
+    #: evaluation that measured the frontier (its latencies were read times this, and
+    #: ``expected`` shows them so).
+    latency_scale: float | None = None
     stopped: BudgetStop | None = None
 
 
@@ -128,9 +132,12 @@ def ladder(pace: Pace, call_tokens: int, prompt_tokens: int) -> list[Candidate]:
     return candidates
 
 
-def measured(reports: Sequence[EvalReport], registry: Registry) -> list[Candidate]:
+def measured(
+    reports: Sequence[EvalReport], registry: Registry, latency_scale: float = 1.0
+) -> list[Candidate]:
     """The configurations the reports measured that this server can run (with their
-    parameters, a strategy it has), each averaged over the datasets that measured it."""
+    parameters, a strategy it has), each averaged over the datasets that measured it; their
+    latencies times ``latency_scale`` (how much slower this server is than the evaluation)."""
     seen: dict[str, list[Any]] = {}
     for report in reports:
         for result in report.results:
@@ -150,7 +157,7 @@ def measured(reports: Sequence[EvalReport], registry: Registry) -> list[Candidat
                 strategy=results[-1].strategy,
                 params=dict(results[-1].params),
                 accuracy=sum(r.accuracy for r in results) / count,
-                latency_s=sum(r.mean_latency_seconds for r in results) / count,
+                latency_s=latency_scale * sum(r.mean_latency_seconds for r in results) / count,
                 sequential_tokens=sum(r.mean_sequential_tokens for r in results) / count,
                 all_tokens=sum(r.mean_all_tokens for r in results) / count,
                 items=sum(r.items for r in results),

@@ -143,7 +143,8 @@ class PlanBuilder:
         reports: Sequence[EvalReport],
         prompt: Prompt,
     ) -> tuple[str, dict[str, Any], BudgetInfo]:
-        candidates = measured(reports, self.registry)
+        latency_scale = round(self.paces.of(body.model).frontier_scale, 3)
+        candidates = measured(reports, self.registry, latency_scale)
         source = "frontier"
         if not candidates:
             source = "ladder"
@@ -173,6 +174,7 @@ class PlanBuilder:
             config=chosen.config,
             why=why,
             expected=expected(chosen),
+            latency_scale=latency_scale if source == "frontier" else None,
         )
         return chosen.strategy, chosen.params, info
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 from ponder.server.cache import Cache, CachingEngine
@@ -43,6 +44,7 @@ class Runner:
         caching: CachingEngine | None = None
         if self.cache is not None:
             engine = caching = CachingEngine(engine, self.cache, plan.caching.mode)
+        started = time.monotonic()
         run = await run_jobs(
             plan.strategy,
             plan.jobs,
@@ -59,6 +61,27 @@ class Runner:
             deadline=plan.deadline,
             pace=None if self.paces is None else self.paces.of(plan.selection.model),
         )
+        self._compare_with_frontier(plan, run, time.monotonic() - started)
         # A run its budget cut short depends on timing: never stored.
         deterministic = caching is not None and caching.deterministic and not run.stopped
         return Outcome(run, deterministic=deterministic)
+
+    def _compare_with_frontier(self, plan: Plan, run: Run, seconds: float) -> None:
+        """Teach the model's pace how this run of a frontier's choice went against what the
+        evaluation measured (one problem a run, as the evaluation ran them)."""
+        info = plan.selection.budget_info
+        if (
+            self.paces is None
+            or info is None
+            or info.source != "frontier"
+            or not info.expected
+            or not info.latency_scale
+            or len(plan.jobs) != 1
+        ):
+            return
+        self.paces.of(plan.selection.model).record_frontier_run(
+            measured_seconds=info.expected["latency_s"] / info.latency_scale,
+            measured_tokens=info.expected["all_tokens"],
+            seconds=seconds,
+            tokens=run.usage.all_tokens,
+        )

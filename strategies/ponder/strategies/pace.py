@@ -22,6 +22,9 @@ from dataclasses import dataclass
 SMOOTHING = 0.2
 #: Calls shorter than this say more about the clock than about the engine.
 MIN_MEASURED_TOKENS = 8
+#: A run's throughput against its frontier's is believed up to this factor either way: a
+#: run of a few tokens that waited behind others says little about the server.
+MAX_FRONTIER_SCALE = 8.0
 
 
 @dataclass
@@ -36,6 +39,10 @@ class Pace:
     batched_tokens_per_second: float | None = None
     calls_seen: int = 0
     batched_calls_seen: int = 0
+    #: How many times longer this server takes than the evaluation whose measurements a
+    #: budget chooses from (above 1: slower): their latencies are read times this.
+    frontier_scale: float = 1.0
+    frontier_runs_seen: int = 0
 
     def record(self, seconds: float, tokens: int, samples: int = 1) -> None:
         """A call of ``samples`` samples whose longest produced ``tokens`` in ``seconds``."""
@@ -51,6 +58,21 @@ class Pace:
             batched, rate * samples, self.batched_calls_seen
         )
         self.batched_calls_seen += 1
+
+    def record_frontier_run(
+        self, *, measured_seconds: float, measured_tokens: float, seconds: float, tokens: int
+    ) -> None:
+        """A run of a configuration chosen from a frontier, which measured it at
+        ``measured_tokens`` (B_total) in ``measured_seconds`` on average, that made ``tokens``
+        in ``seconds`` here. Throughputs are compared, not latencies: a run a deadline cut
+        short still shows how fast this server worked (its latency only that it hit the
+        deadline), and a short problem is not taken for a fast server."""
+        if tokens < 4 * MIN_MEASURED_TOKENS or min(seconds, measured_seconds, measured_tokens) <= 0:
+            return
+        then, now = measured_tokens / measured_seconds, tokens / seconds
+        scale = min(MAX_FRONTIER_SCALE, max(1 / MAX_FRONTIER_SCALE, then / now))
+        self.frontier_scale = self._averaged(self.frontier_scale, scale, self.frontier_runs_seen)
+        self.frontier_runs_seen += 1
 
     @staticmethod
     def _averaged(average: float, newest: float, seen: int) -> float:

@@ -131,6 +131,42 @@ async def test_a_budget_alone_buys_the_most_accurate_measured_configuration_that
     assert "no frontier configuration fits" in poor["details"]["budget"]["why"]
 
 
+async def test_a_server_slower_than_its_frontier_reads_the_measured_latencies_longer(
+    client: httpx.AsyncClient, engine: ScriptedEngine
+) -> None:
+    # Measured on a fast machine: four samples at 4,000 tokens/s in 1 s, cot in 0.2 s.
+    report = {
+        **REPORT,
+        "results": [
+            {**result("cot", "cot", {}, 0.4, 100), "mean_latency_seconds": 0.2},
+            {**result("sc4", "self_consistency", {"n": 4}, 0.6, 4000), "mean_latency_seconds": 1},
+        ],
+    }
+    assert (await client.post("/v1/eval/results", json=report)).status_code == 200
+    engine.delay = 0.1  # this server makes far fewer tokens a second
+
+    async def chosen() -> dict[str, Any]:
+        body = chat_body(ponder={"budget": {"latency_s": 2.0}})
+        response = await client.post(CHAT, json=body)
+        assert response.status_code == 200, response.text
+        info: dict[str, Any] = response.json()["ponder"]["details"]["budget"]
+        return info
+
+    first = await chosen()
+    # Nothing run yet: the frontier's latencies as measured.
+    assert (first["config"], first["latency_scale"], first["expected"]["latency_s"]) == (
+        "sc4",
+        1.0,
+        1.0,
+    )
+    second = await chosen()
+    # sc4's run showed this server many times slower: 1 s measured is more than 2 s here.
+    assert second["latency_scale"] > 2.0
+    assert second["config"] == "cot"
+    assert second["expected"]["latency_s"] == pytest.approx(0.2 * second["latency_scale"], 0.01)
+    assert "sc4" not in second["why"]
+
+
 async def test_without_results_the_default_ladder_is_sized_from_the_budget(
     client: httpx.AsyncClient,
 ) -> None:

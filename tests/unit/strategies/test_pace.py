@@ -52,3 +52,27 @@ def test_before_a_batched_call_each_sample_is_assumed_as_fast_as_one_stream() ->
     assert pace.batched_tokens_per_second is None
     assert pace.rate(8) == 40.0
     assert pace.tokens_within(2.5, samples=8) == 80
+
+
+def test_a_frontier_run_compares_throughputs_not_latencies() -> None:
+    pace = Pace()
+    assert pace.frontier_scale == 1.0
+    # Measured at 1,000 tokens in 10 s; here 500 tokens took 10 s: twice as slow.
+    pace.record_frontier_run(measured_seconds=10, measured_tokens=1000, seconds=10, tokens=500)
+    assert pace.frontier_scale == 2.0
+    # A run cut at its deadline still counts at its throughput: 300 tokens in 6 s.
+    for _ in range(30):
+        pace.record_frontier_run(measured_seconds=10, measured_tokens=1000, seconds=6, tokens=300)
+    assert 1.99 < pace.frontier_scale < 2.01
+    # A short problem answered fast at the same throughput changes nothing.
+    pace.record_frontier_run(measured_seconds=10, measured_tokens=1000, seconds=1, tokens=50)
+    assert 1.99 < pace.frontier_scale < 2.01
+
+
+def test_a_frontier_run_too_short_or_absurd_teaches_little() -> None:
+    pace = Pace()
+    pace.record_frontier_run(measured_seconds=10, measured_tokens=1000, seconds=5, tokens=20)
+    pace.record_frontier_run(measured_seconds=0, measured_tokens=1000, seconds=5, tokens=200)
+    assert (pace.frontier_scale, pace.frontier_runs_seen) == (1.0, 0)
+    pace.record_frontier_run(measured_seconds=1, measured_tokens=10_000, seconds=100, tokens=40)
+    assert pace.frontier_scale == 8.0  # believed up to a bound
