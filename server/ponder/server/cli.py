@@ -18,6 +18,7 @@ import typer
 import uvicorn
 
 from ponder.server.app import SETTINGS_ENV, create_app
+from ponder.server.coalesced_writes import CoalescingHttpProtocol
 from ponder.server.engines.catalog import CATALOG, ModelFetchError
 from ponder.server.engines.launch import LaunchError, planned_engines
 from ponder.server.engines.managed import EngineStartError, ManagedEngine, free_port
@@ -215,6 +216,8 @@ def serve(
             # The standard loop: under uvloop, a client's disconnect does not
             # reach the engine connection it was streaming from (see http_engine).
             "loop": "asyncio",
+            # httptools' HTTP/1.1, each response's head and body in one socket write.
+            "http": CoalescingHttpProtocol,
             # SIGTERM: stop accepting, let what is in flight finish, up to the grace.
             "timeout_graceful_shutdown": max(1, round(settings.shutdown_grace_seconds)),
             "timeout_keep_alive": max(1, round(settings.keep_alive_seconds)),
