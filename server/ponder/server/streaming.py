@@ -33,8 +33,12 @@ class ClientGone(Exception):
     """The client closed the connection; its engine calls were cancelled."""
 
 
+#: One encoder for every chunk: ``json.dumps`` with any option builds a new one each time.
+_COMPACT = json.JSONEncoder(separators=(",", ":"))
+
+
 def _compact(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"))
+    return _COMPACT.encode(value)
 
 
 class ChunkWriter:
@@ -95,9 +99,7 @@ class ChunkWriter:
         if self.include_usage:
             yield self._event([], usage=shown_usage, ponder=shown_info)
         else:
-            payload = json.dumps(
-                {"usage": shown_usage, "ponder": shown_info}, separators=(",", ":")
-            )
+            payload = _compact({"usage": shown_usage, "ponder": shown_info})
             yield sse.comment("ponder " + payload)
         yield sse.DONE
 

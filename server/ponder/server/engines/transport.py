@@ -114,9 +114,13 @@ class _AiohttpResponse:
         self._response.release()
 
 
+#: JSON as httpx writes it: no spaces, text as UTF-8, no NaN. One encoder for every call:
+#: ``json.dumps`` with any option builds a new one each time.
+_COMPACT = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
 def _compact_json(value: Any) -> str:
-    """JSON as httpx writes it: no spaces, text as UTF-8, no NaN."""
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    return _COMPACT.encode(value)
 
 
 class AiohttpTransport:
