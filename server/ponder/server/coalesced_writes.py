@@ -4,9 +4,10 @@ uvicorn writes a response's status line and headers when the application starts
 the response, and the body when it arrives: two ``send`` system calls for every
 plain answer. Against an instant engine, socket writes were the largest single
 item of the gateway's own CPU (docs/benchmarks.md). :class:`CoalescingTransport`
-keeps what the HTTP protocol writes during one turn of the event loop and writes
-it, joined, at the end of that turn: a plain answer's head and body leave in one
-call, and a streamed answer's events still leave as soon as each is sent.
+keeps a response's head, and what the HTTP protocol writes after it during the
+same turn of the event loop, and writes them joined at the end of that turn: a
+plain answer's head and body leave in one call. Only a head waits: what is
+written with nothing pending (a streamed answer's later events) leaves at once.
 """
 
 from __future__ import annotations
@@ -30,6 +31,9 @@ class CoalescingTransport(asyncio.Transport):
         if not data:
             return
         if not self._pending:
+            if bytes(data[:5]) != b"HTTP/":  # not a response's head: nothing to join it to
+                self._transport.write(data)
+                return
             self._loop.call_soon(self._flush)
         self._pending.append(bytes(data))
 
