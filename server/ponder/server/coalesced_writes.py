@@ -19,7 +19,8 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 
 class CoalescingTransport(asyncio.Transport):
-    """``transport``, its writes in one loop turn joined into one."""
+    """``transport``, a response's head held to the end of its loop turn and written with
+    what followed it in that turn."""
 
     def __init__(self, transport: asyncio.Transport) -> None:
         super().__init__()

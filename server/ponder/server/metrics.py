@@ -42,7 +42,7 @@ class Metrics:
         self.registry = registry or CollectorRegistry()
         # Each family's series by label values, as `labels` gives them: served requests
         # look theirs up several times each, and `labels` checks its arguments and takes a
-        # lock every time (about a tenth of the gateway's own work per request).
+        # lock every time (a tenth of the gateway's own Python calls per request, in process).
         self._series: dict[tuple[MetricWrapperBase, tuple[str, ...]], MetricWrapperBase] = {}
         r = self.registry
         self.requests = Counter(
