@@ -58,12 +58,27 @@ def fast_paced_gateway(served: Served, logs: Path) -> ManagedEngine:
 
 
 def warmed_client(gateway: ManagedEngine) -> openai.OpenAI:
-    """A client of ``gateway`` after one short call: an engine's first generation can take
-    seconds (vLLM's CPU build warms up), which is not what a deadline test times. Four tokens
-    teach the pace nothing."""
+    """A client of ``gateway`` after one short call of four samples: an engine's first
+    generation, and its first of several samples, can take seconds (vLLM's CPU build warms
+    up; a cold four-sample call once made no token in 2 s), which is not what a deadline
+    test times. Four tokens teach the pace nothing."""
     client = client_of(gateway.url + "/v1")
-    client.chat.completions.create(model=MODEL, messages=QUESTION, max_tokens=4)
+    client.chat.completions.create(model=MODEL, messages=QUESTION, max_tokens=4, n=4)
     return client
+
+
+def timed_answer(
+    client: openai.OpenAI,
+    messages: list[ChatCompletionMessageParam],
+    max_tokens: int,
+    ponder: dict[str, Any],
+) -> tuple[Any, float]:
+    """The completion of ``messages`` under ``ponder``, and the seconds it took."""
+    started = time.monotonic()
+    completion = client.chat.completions.create(
+        model=MODEL, messages=messages, max_tokens=max_tokens, extra_body={"ponder": ponder}
+    )
+    return completion, time.monotonic() - started
 
 
 def test_a_deadline_answers_in_time_and_leaves_the_engine_idle(served: Served, logs: Path) -> None:
@@ -75,12 +90,7 @@ def test_a_deadline_answers_in_time_and_leaves_the_engine_idle(served: Served, l
         "budget": {"latency_s": 2.0},
     }
     with fast_paced_gateway(served, logs) as gateway:
-        client = warmed_client(gateway)
-        started = time.monotonic()
-        completion = client.chat.completions.create(
-            model=MODEL, messages=QUESTION, max_tokens=256, extra_body={"ponder": ponder}
-        )
-        elapsed = time.monotonic() - started
+        completion, elapsed = timed_answer(warmed_client(gateway), QUESTION, 256, ponder)
         assert elapsed < 2.0 + GRACE_SECONDS
         info = ponder_of(completion)
         assert info["details"]["budget"] == {
@@ -118,12 +128,7 @@ def test_a_deadline_cuts_adaptive_samples_at_the_engine_and_counts_what_they_mad
         "budget": {"latency_s": 2.0},
     }
     with fast_paced_gateway(served, logs) as gateway:
-        client = warmed_client(gateway)
-        started = time.monotonic()
-        completion = client.chat.completions.create(
-            model=MODEL, messages=STORY, max_tokens=1024, extra_body={"ponder": ponder}
-        )
-        elapsed = time.monotonic() - started
+        completion, elapsed = timed_answer(warmed_client(gateway), STORY, 1024, ponder)
         assert elapsed < 2.0
         info = ponder_of(completion)
         assert info["details"]["budget"]["stopped"] == "deadline"
