@@ -13,7 +13,7 @@ cheapest configuration is served, and the budget still caps it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -38,6 +38,8 @@ class Candidate:
     #: Measured accuracy (None: a ladder rung, never measured).
     accuracy: float | None = None
     items: int = 0
+    #: A measured configuration: how many times its measured latency it is read at here.
+    latency_scale: float | None = None
 
     def over(self, budget: UserBudget) -> list[str]:
         """The bounds of ``budget`` this configuration's cost passes."""
@@ -69,8 +71,8 @@ class BudgetInfo(BaseModel):
     #: What the chosen configuration was measured (or estimated) to cost, and its accuracy.
     expected: dict[str, float] | None = None
     #: A frontier's choice: how many times longer this server has been taking than the
-    #: evaluation that measured the frontier (its latencies were read times this, and
-    #: ``expected`` shows them so).
+    #: evaluation that measured it (its runs' ratio, or every configuration's before it has
+    #: run); its latency was read times this, and ``expected`` shows it so.
     latency_scale: float | None = None
     stopped: BudgetStop | None = None
 
@@ -133,11 +135,14 @@ def ladder(pace: Pace, call_tokens: int, prompt_tokens: int) -> list[Candidate]:
 
 
 def measured(
-    reports: Sequence[EvalReport], registry: Registry, latency_scale: float = 1.0
+    reports: Sequence[EvalReport],
+    registry: Registry,
+    latency_scale: Callable[[str], float] = lambda config: 1.0,
 ) -> list[Candidate]:
     """The configurations the reports measured that this server can run (with their
-    parameters, a strategy it has), each averaged over the datasets that measured it; their
-    latencies times ``latency_scale`` (how much slower this server is than the evaluation)."""
+    parameters, a strategy it has), each averaged over the datasets that measured it; the
+    latency of each times ``latency_scale(config)`` (how much slower this server runs it
+    than the evaluation did)."""
     seen: dict[str, list[Any]] = {}
     for report in reports:
         for result in report.results:
@@ -151,16 +156,18 @@ def measured(
     candidates = []
     for config, results in seen.items():
         count = len(results)
+        scale = round(latency_scale(config), 3)
         candidates.append(
             Candidate(
                 config=config,
                 strategy=results[-1].strategy,
                 params=dict(results[-1].params),
                 accuracy=sum(r.accuracy for r in results) / count,
-                latency_s=latency_scale * sum(r.mean_latency_seconds for r in results) / count,
+                latency_s=scale * sum(r.mean_latency_seconds for r in results) / count,
                 sequential_tokens=sum(r.mean_sequential_tokens for r in results) / count,
                 all_tokens=sum(r.mean_all_tokens for r in results) / count,
                 items=sum(r.items for r in results),
+                latency_scale=scale,
             )
         )
     return candidates

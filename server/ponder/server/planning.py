@@ -143,8 +143,7 @@ class PlanBuilder:
         reports: Sequence[EvalReport],
         prompt: Prompt,
     ) -> tuple[str, dict[str, Any], BudgetInfo]:
-        latency_scale = round(self.paces.of(body.model).frontier_scale, 3)
-        candidates = measured(reports, self.registry, latency_scale)
+        candidates = measured(reports, self.registry, self.paces.of(body.model).latency_scale)
         source = "frontier"
         if not candidates:
             source = "ladder"
@@ -174,7 +173,7 @@ class PlanBuilder:
             config=chosen.config,
             why=why,
             expected=expected(chosen),
-            latency_scale=latency_scale if source == "frontier" else None,
+            latency_scale=chosen.latency_scale,
         )
         return chosen.strategy, chosen.params, info
 

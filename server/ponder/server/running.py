@@ -74,12 +74,14 @@ class Runner:
             self.paces is None
             or info is None
             or info.source != "frontier"
+            or info.config is None
             or not info.expected
             or not info.latency_scale
             or len(plan.jobs) != 1
         ):
             return
         self.paces.of(plan.selection.model).record_frontier_run(
+            config=info.config,
             measured_seconds=info.expected["latency_s"] / info.latency_scale,
             measured_tokens=info.expected["all_tokens"],
             seconds=seconds,

@@ -16,7 +16,7 @@ stream, the optimistic side, as on an engine with spare compute).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 #: Weight of the newest call in the moving averages: about the last ten calls count.
 SMOOTHING = 0.2
@@ -40,9 +40,16 @@ class Pace:
     calls_seen: int = 0
     batched_calls_seen: int = 0
     #: How many times longer this server takes than the evaluation whose measurements a
-    #: budget chooses from (above 1: slower): their latencies are read times this.
+    #: budget chooses from (above 1: slower), over the runs of every configuration: what a
+    #: configuration not run yet is read times.
     frontier_scale: float = 1.0
     frontier_runs_seen: int = 0
+    #: The same ratio per configuration, from its own runs (scale, runs). An evaluation
+    #: measures each configuration under its own load (four problems at a time, or one), so
+    #: one configuration's ratio does not carry to another: a one-sample answer measured
+    #: four at a time runs three times its measured throughput alone, while the vote
+    #: beside it runs slower than measured.
+    frontier_scales: dict[str, tuple[float, int]] = field(default_factory=dict)
 
     def record(self, seconds: float, tokens: int, samples: int = 1) -> None:
         """A call of ``samples`` samples whose longest produced ``tokens`` in ``seconds``."""
@@ -60,9 +67,15 @@ class Pace:
         self.batched_calls_seen += 1
 
     def record_frontier_run(
-        self, *, measured_seconds: float, measured_tokens: float, seconds: float, tokens: int
+        self,
+        *,
+        config: str,
+        measured_seconds: float,
+        measured_tokens: float,
+        seconds: float,
+        tokens: int,
     ) -> None:
-        """A run of a configuration chosen from a frontier, which measured it at
+        """A run of ``config``, chosen from a frontier, which measured it at
         ``measured_tokens`` (B_total) in ``measured_seconds`` on average, that made ``tokens``
         in ``seconds`` here. Throughputs are compared, not latencies: a run a deadline cut
         short still shows how fast this server worked (its latency only that it hit the
@@ -73,6 +86,14 @@ class Pace:
         scale = min(MAX_FRONTIER_SCALE, max(1 / MAX_FRONTIER_SCALE, then / now))
         self.frontier_scale = self._averaged(self.frontier_scale, scale, self.frontier_runs_seen)
         self.frontier_runs_seen += 1
+        own, runs = self.frontier_scales.get(config, (1.0, 0))
+        self.frontier_scales[config] = (self._averaged(own, scale, runs), runs + 1)
+
+    def latency_scale(self, config: str) -> float:
+        """How many times its measured latency ``config`` is expected to take here: its own
+        runs' ratio once it has run, the ratio over every configuration's runs before."""
+        own = self.frontier_scales.get(config)
+        return self.frontier_scale if own is None else own[0]
 
     @staticmethod
     def _averaged(average: float, newest: float, seen: int) -> float:

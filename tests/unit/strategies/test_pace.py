@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from ponder.strategies.pace import Pace, Paces
 
 
@@ -58,21 +60,54 @@ def test_a_frontier_run_compares_throughputs_not_latencies() -> None:
     pace = Pace()
     assert pace.frontier_scale == 1.0
     # Measured at 1,000 tokens in 10 s; here 500 tokens took 10 s: twice as slow.
-    pace.record_frontier_run(measured_seconds=10, measured_tokens=1000, seconds=10, tokens=500)
+    pace.record_frontier_run(
+        config="sc8", measured_seconds=10, measured_tokens=1000, seconds=10, tokens=500
+    )
     assert pace.frontier_scale == 2.0
     # A run cut at its deadline still counts at its throughput: 300 tokens in 6 s.
     for _ in range(30):
-        pace.record_frontier_run(measured_seconds=10, measured_tokens=1000, seconds=6, tokens=300)
+        pace.record_frontier_run(
+            config="sc8", measured_seconds=10, measured_tokens=1000, seconds=6, tokens=300
+        )
     assert 1.99 < pace.frontier_scale < 2.01
     # A short problem answered fast at the same throughput changes nothing.
-    pace.record_frontier_run(measured_seconds=10, measured_tokens=1000, seconds=1, tokens=50)
+    pace.record_frontier_run(
+        config="sc8", measured_seconds=10, measured_tokens=1000, seconds=1, tokens=50
+    )
     assert 1.99 < pace.frontier_scale < 2.01
+
+
+def test_each_configuration_is_read_at_its_own_runs_ratio_once_it_has_run() -> None:
+    pace = Pace()
+    assert pace.latency_scale("sc8") == pace.latency_scale("direct") == 1.0
+    # The vote was measured alone at 60 tokens/s and runs at 40 here.
+    pace.record_frontier_run(
+        config="sc8", measured_seconds=34, measured_tokens=2040, seconds=40, tokens=1600
+    )
+    assert pace.latency_scale("sc8") == pytest.approx(1.5)
+    # A configuration not run yet is read at the ratio over every run so far.
+    assert pace.latency_scale("direct") == pytest.approx(1.5)
+    # The direct answer was measured four problems at a time (12 tokens/s): alone it runs
+    # three times that. Its runs do not make the vote look fast again.
+    for _ in range(20):
+        pace.record_frontier_run(
+            config="direct", measured_seconds=20, measured_tokens=240, seconds=6.5, tokens=234
+        )
+    assert pace.latency_scale("direct") == pytest.approx(1 / 3, rel=0.01)
+    assert pace.latency_scale("sc8") == pytest.approx(1.5)
+    assert pace.latency_scale("cot") < 0.5
 
 
 def test_a_frontier_run_too_short_or_absurd_teaches_little() -> None:
     pace = Pace()
-    pace.record_frontier_run(measured_seconds=10, measured_tokens=1000, seconds=5, tokens=20)
-    pace.record_frontier_run(measured_seconds=0, measured_tokens=1000, seconds=5, tokens=200)
+    pace.record_frontier_run(
+        config="sc8", measured_seconds=10, measured_tokens=1000, seconds=5, tokens=20
+    )
+    pace.record_frontier_run(
+        config="sc8", measured_seconds=0, measured_tokens=1000, seconds=5, tokens=200
+    )
     assert (pace.frontier_scale, pace.frontier_runs_seen) == (1.0, 0)
-    pace.record_frontier_run(measured_seconds=1, measured_tokens=10_000, seconds=100, tokens=40)
-    assert pace.frontier_scale == 8.0  # believed up to a bound
+    pace.record_frontier_run(
+        config="sc8", measured_seconds=1, measured_tokens=10_000, seconds=100, tokens=40
+    )
+    assert pace.frontier_scale == pace.latency_scale("sc8") == 8.0  # believed up to a bound
