@@ -20,7 +20,11 @@ local ports; it stops everything it started. Rows:
 - PDR [8,1] and [4,2,1] through Ponder against the replay of its own steps directly on vLLM
   (each recorded call sent again with its prompt and its output length forced, the calls of
   a step at once, a fresh ``cache_salt`` so that the replay cannot reuse the blocks Ponder's
-  run just computed).
+  run just computed);
+- PDR's critical path (``--rows pdr-bounds``, not in the default set): [8,1] and [4,2,1]
+  through Ponder with the summary bounded only by ``workspace_tokens`` (as before
+  ``summary_max_tokens``), with the summary held to the request's ``max_tokens``, and with
+  that and ``draft_quorum`` 0.75, in turn each round: wall time, B_seq, the longest summary.
 Run from the repository's root.
 """
 
@@ -328,18 +332,75 @@ def pdr_against_replay(
     return row
 
 
+#: PDR's critical path, the way it was and each bound added (issue 14 section 3).
+PDR_BOUNDS: dict[str, dict[str, Any]] = {
+    "summary to workspace_tokens": {},
+    "summary to max_tokens": {"summary_max_tokens": 128},
+    "and draft_quorum 0.75": {"summary_max_tokens": 128, "draft_quorum": 0.75},
+}
+
+
+@dataclass
+class PdrRun:
+    seconds: float
+    sequential_tokens: int
+    longest_summary: int
+
+
+def pdr_bounds(
+    client: httpx.Client, stack: Stack, schedule: list[int], rounds: int
+) -> dict[str, list[PdrRun]]:
+    """PDR with each set of critical-path bounds, in turn each round, a question of its own
+    per round and way (no run reuses another's cached prefix)."""
+    runs: dict[str, list[PdrRun]] = {name: [] for name in PDR_BOUNDS}
+    names = list(PDR_BOUNDS)
+    for round_ in range(rounds):
+        for name in (*names[round_ % len(names) :], *names[: round_ % len(names)]):
+            question = f"(Run {round_}, {name}.) " + STORY[0]["content"]
+            body = {
+                "model": MODEL,
+                "messages": [{"role": "user", "content": question}],
+                "max_tokens": 128,
+                "ponder": {
+                    "strategy": "pdr",
+                    "schedule": schedule,
+                    "distill": "global_summary",
+                    "workspace_tokens": 1024,
+                    "trace": True,
+                    **PDR_BOUNDS[name],
+                },
+            }
+            seconds, response = timed(client, stack.url("ponder"), body)
+            summaries = [
+                int(record["completion_tokens"])
+                for record in response["ponder"]["trace"]
+                if record["role"] == "distill"
+            ]
+            runs[name].append(
+                PdrRun(
+                    seconds,
+                    int(response["usage"]["ponder"]["sequential_tokens"]),
+                    max(summaries, default=0),
+                )
+            )
+    return runs
+
+
 @contextlib.contextmanager
 def stack_on(
     engine: ManagedEngine, model: str, venvs: dict[str, Path], logs: Path
 ) -> Iterator[Stack]:
+    """The engine, Ponder in front of it, and each peer of ``venvs`` in front of it."""
     with contextlib.ExitStack() as running:
         servers = {"engine": engine}
         servers["ponder"] = running.enter_context(ponder_gateway(engine.url, logs))
-        litellm = litellm_proxy(venvs["litellm"], engine.url, model, logs)
-        servers["litellm"] = running.enter_context(litellm)
-        servers["optillm"] = running.enter_context(
-            optillm_proxy(venvs["optillm"], engine.url, logs)
-        )
+        if "litellm" in venvs:
+            litellm = litellm_proxy(venvs["litellm"], engine.url, model, logs)
+            servers["litellm"] = running.enter_context(litellm)
+        if "optillm" in venvs:
+            servers["optillm"] = running.enter_context(
+                optillm_proxy(venvs["optillm"], engine.url, logs)
+            )
         yield Stack(servers)
 
 
@@ -349,14 +410,20 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=10.0, help="each throughput run")
     parser.add_argument("--heavy-rounds", type=int, default=5, help="waves, n=8 and PDR rounds")
     parser.add_argument(
-        "--rows", nargs="+", choices=ROWS, default=list(ROWS), help="which rows (all by default)"
+        "--rows",
+        nargs="+",
+        choices=ROWS,
+        default=list(DEFAULT_ROWS),
+        help="which rows (by default all but pdr-bounds)",
     )
     args = parser.parse_args()
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]  # rows as they come
     settings = Settings()
     logs = Path(tempfile.mkdtemp(prefix="ponder-peers-"))
     venv_root = settings.cache_dir / "bench-venvs"
-    venvs = {name: peer_venv(name, venv_root) for name in PEER_DISTRIBUTION}
+    # Rows that ask Ponder and the engine alone neither install nor start the peers.
+    peers = not set(args.rows) <= PONDER_ONLY_ROWS
+    venvs = {name: peer_venv(name, venv_root) for name in PEER_DISTRIBUTION if peers}
     python = vllm_python(settings)
     versions = {
         "ponder": installed_version(sys.executable, "ponder"),
@@ -364,6 +431,7 @@ def main() -> int:
         **{
             name: installed_version(venvs[name] / "bin" / "python", distribution)
             for name, distribution in PEER_DISTRIBUTION.items()
+            if name in venvs
         },
     }
     print("machine:", machine())
@@ -380,9 +448,11 @@ def main() -> int:
         "stub", [*stub_argv, "--token-interval", "0"], port=stub_port, log_file=logs / "stub.log"
     )
     with contextlib.ExitStack() as running:
-        on_stub = running.enter_context(
-            stack_on(running.enter_context(stub), STUB_MODEL, venvs, logs)
-        )
+        on_stub = None
+        if peers:
+            on_stub = running.enter_context(
+                stack_on(running.enter_context(stub), STUB_MODEL, venvs, logs)
+            )
         on_vllm = running.enter_context(stack_on(running.enter_context(vllm), MODEL, venvs, logs))
         client = running.enter_context(httpx.Client(timeout=600))
         run_rows(args, client, on_stub, on_vllm)
@@ -396,15 +466,20 @@ def print_ratios(title: str, ratios: dict[str, list[float]], rounds: int) -> Non
         print(f"{name:<{width}}{spread(values):>24}")
 
 
-ROWS = ("added", "wave", "throughput", "first-token", "samples", "pdr")
+ROWS = ("added", "wave", "throughput", "first-token", "samples", "pdr", "pdr-bounds")
+#: Rows run when none are named: the comparison with the peers.
+DEFAULT_ROWS = ROWS[:-1]
+#: Rows that ask Ponder and vLLM alone.
+PONDER_ONLY_ROWS = {"pdr", "pdr-bounds"}
 
 
 def run_rows(
-    args: argparse.Namespace, client: httpx.Client, on_stub: Stack, on_vllm: Stack
+    args: argparse.Namespace, client: httpx.Client, on_stub: Stack | None, on_vllm: Stack
 ) -> None:
     short = {"messages": QUESTION, "max_tokens": 16, "temperature": 0}
     story = {"model": MODEL, "messages": STORY, "max_tokens": 64, "temperature": 0}
     if "added" in args.rows:
+        assert on_stub is not None  # started whenever a row asks the peers
         print_added(
             f"one request at a time, stub engine (instant), {args.rounds} rounds",
             one_at_a_time(client, on_stub, {**short, "model": STUB_MODEL}, args.rounds),
@@ -420,6 +495,7 @@ def run_rows(
             args.heavy_rounds,
         )
     if "throughput" in args.rows:
+        assert on_stub is not None
         print(f"\nconcurrency 32 against the stub, 16 tokens, {args.seconds:.0f} s a run, "
               "3 runs: median (min-max)")  # fmt: skip
         print(f"{'server':<10}{'requests/s':>24}{'CPU ms/request':>24}{'RSS MiB':>24}")
@@ -454,6 +530,18 @@ def run_rows(
                 f"{schedule!s:<12}{spread(row.ratios):>24}{spread(row.seconds):>24}"
                 f"{spread([float(t) for t in row.sequential_tokens], 0):>24}"
             )
+
+    if "pdr-bounds" in args.rows:
+        print(f"\nPDR's critical path on vLLM, global_summary, max_tokens 128, workspace_tokens "
+              f"1024, {args.heavy_rounds} rounds: median (min-max)")  # fmt: skip
+        print(f"{'schedule':<12}{'bounds':<30}{'wall s':>22}{'B_seq':>22}{'longest summary':>22}")
+        for schedule in ([8, 1], [4, 2, 1]):
+            for name, runs in pdr_bounds(client, on_vllm, schedule, args.heavy_rounds).items():
+                print(
+                    f"{schedule!s:<12}{name:<30}{spread([r.seconds for r in runs]):>22}"
+                    f"{spread([float(r.sequential_tokens) for r in runs], 0):>22}"
+                    f"{spread([float(r.longest_summary) for r in runs], 0):>22}"
+                )
 
 
 if __name__ == "__main__":
