@@ -41,7 +41,7 @@ class Pace:
     batched_calls_seen: int = 0
     #: How many times longer this server takes than the evaluation whose measurements a
     #: budget chooses from (above 1: slower), over the runs of every configuration: what a
-    #: configuration not run yet is read times.
+    #: configuration not run yet is read times (when above 1).
     frontier_scale: float = 1.0
     frontier_runs_seen: int = 0
     #: The same ratio per configuration, from its own runs (scale, runs). An evaluation
@@ -91,9 +91,12 @@ class Pace:
 
     def latency_scale(self, config: str) -> float:
         """How many times its measured latency ``config`` is expected to take here: its own
-        runs' ratio once it has run, the ratio over every configuration's runs before."""
+        runs' ratio once it has run; before, the ratio over every configuration's runs, but
+        never below 1. A latency budget is a deadline, so a configuration is not believed
+        faster than measured before it has shown it: configurations measured under a heavier
+        load than this server's run faster here, and would make every other look fast too."""
         own = self.frontier_scales.get(config)
-        return self.frontier_scale if own is None else own[0]
+        return max(1.0, self.frontier_scale) if own is None else own[0]
 
     @staticmethod
     def _averaged(average: float, newest: float, seen: int) -> float:
