@@ -12,8 +12,11 @@ from __future__ import annotations
 import json
 import os
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -276,3 +279,27 @@ def wait_until(condition: Callable[[], bool], what: str, timeout: float = 60.0) 
     while not condition():
         assert time.monotonic() < deadline, f"waited {timeout:g} s for {what}"
         time.sleep(0.05)
+
+
+@contextmanager
+def looping(*steps: Callable[[], None]) -> Iterator[None]:
+    """Each of ``steps`` called again and again, each in a thread of its own, while the
+    block runs; the first failure of a step is raised when the block ends.
+
+    The loops stop when the block ends however it ends: a wait inside it that fails
+    must fail the test, not leave clients looping while the test waits for them.
+    """
+    stop = threading.Event()
+
+    def loop(step: Callable[[], None]) -> None:
+        while not stop.is_set():
+            step()
+
+    with ThreadPoolExecutor(len(steps)) as pool:
+        futures = [pool.submit(loop, step) for step in steps]
+        try:
+            yield
+        finally:
+            stop.set()
+    for future in futures:
+        future.result()

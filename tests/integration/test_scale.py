@@ -8,7 +8,7 @@ import signal
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -21,6 +21,7 @@ from tests.integration.conftest import (
     MODEL,
     gateway_process,
     generation_work,
+    looping,
     metric_sum,
     wait_until,
 )
@@ -73,24 +74,21 @@ def test_gateways_share_one_cache_and_survive_a_replica_stopping(
             assert sum(generation_work(engine, "llamacpp") for engine in replicas) == work
 
             done: list[str] = []
-            stop = threading.Event()
             lock = threading.Lock()
 
-            def load(gateway: ManagedEngine) -> None:
-                while not stop.is_set():
+            def load(gateway: ManagedEngine) -> Callable[[], None]:
+                def step() -> None:
                     ask(gateway, f"Say a word ({uuid.uuid4().hex[:6]}).", temperature=0.8)
                     with lock:
                         done.append(gateway.url)
 
-            with ThreadPoolExecutor(4) as pool:
-                futures = [pool.submit(load, gateway) for gateway in (one, two, one, two)]
+                return step
+
+            with looping(*(load(gateway) for gateway in (one, two, one, two))):
                 wait_until(lambda: len(done) >= 8, "requests served by both replicas")
                 replicas[0].stop()  # mid-load: calls in flight on it move to the other
                 stopped_at = len(done)
                 wait_until(lambda: len(done) >= stopped_at + 8, "requests served after it")
-                stop.set()
-                for future in futures:
-                    future.result()  # re-raises any failed request
             assert len(done) > stopped_at, "nothing was served after the replica stopped"
             for gateway in (one, two):
                 ready = httpx.get(gateway.url + "/ready", timeout=10)
