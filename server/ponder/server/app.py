@@ -53,6 +53,7 @@ def build_pool(settings: Settings, metrics: Metrics | None = None) -> EnginePool
     return EnginePool(
         [replica(url) for url in settings.engine_urls],
         health_interval=settings.health_interval,
+        health_silences=settings.health_silences,
         metrics=metrics,
         dns=[DnsReplicas(name) for name in settings.engine_dns],
         dns_interval=settings.engine_dns_interval,

@@ -215,6 +215,12 @@ class Settings(BaseSettings):
         "third of the engine client's CPU per plain call",
     )
     health_interval: float = Field(5.0, gt=0)
+    health_silences: int = Field(
+        3,
+        ge=1,
+        description="health checks in a row a replica may leave unanswered before it is "
+        "marked down (a refused or failed check marks it down at once)",
+    )
 
     # Strategies.
     default_strategy: str = "direct"

@@ -38,12 +38,14 @@ class FakeReplica:
         self.up = True
         self.reject = False
         self.hung = False
+        self.health_delay = 0.0
         self.chat_calls = 0
 
     async def __call__(self, request: httpx.Request) -> httpx.Response:
         if not self.up:
             raise httpx.ConnectError("refused")
         if request.url.path == "/health":
+            await asyncio.sleep(self.health_delay)
             return httpx.Response(200, json={"status": "ok"})
         if request.url.path == "/v1/models":
             return httpx.Response(200, json={"data": [{"id": "m", "owned_by": "vllm"}]})
@@ -61,7 +63,7 @@ class FakeReplica:
         )
 
 
-def make_pool(*fakes: FakeReplica, timeout: float = 300.0) -> EnginePool:
+def make_pool(*fakes: FakeReplica, timeout: float = 300.0, silences: int = 3) -> EnginePool:
     return EnginePool(
         [
             HTTPEngine(
@@ -75,6 +77,8 @@ def make_pool(*fakes: FakeReplica, timeout: float = 300.0) -> EnginePool:
             for f in fakes
         ],
         health_interval=3600,
+        health_silences=silences,
+        health_timeout=0.1,
     )
 
 
@@ -260,6 +264,62 @@ async def test_a_timeout_on_the_last_replica_is_a_timeout_not_no_engine() -> Non
     await pool.check()
     with pytest.raises(EngineTimeout, match=r"took over 0\.2 s"):
         await pool.session("m").generate(PROMPT, sampling=Sampling())
+    await pool.aclose()
+
+
+async def test_a_timeout_leaves_the_last_replica_up_to_serve_the_next_call() -> None:
+    a = FakeReplica("a")
+    pool = make_pool(a, timeout=0.2)
+    await pool.check()
+    a.hung = True
+    with pytest.raises(EngineTimeout):
+        await pool.session("m").generate(PROMPT, sampling=Sampling())
+    # Busy or hung, it is all there is: refusing every request would serve no one.
+    assert pool.ready
+    a.hung = False
+    answer = await pool.session("m").generate(PROMPT, sampling=Sampling())
+    assert answer.choices[0].text == "a"
+    await pool.aclose()
+
+
+async def test_a_replica_that_answers_health_checks_late_is_down_only_when_silent_n_times() -> None:
+    a = FakeReplica("a")
+    pool = make_pool(a, silences=3)
+    await pool.check()
+    a.health_delay = 1.0  # past the checks' 0.1 s
+    for _ in range(2):
+        await pool.check()
+        assert pool.ready, "one late answer is a busy engine, not a dead one"
+    a.health_delay = 0.0
+    await pool.check()  # an answer starts the count again
+    a.health_delay = 1.0
+    for _ in range(2):
+        await pool.check()
+    assert pool.ready
+    await pool.check()
+    assert not pool.ready  # three in a row
+    a.health_delay = 0.0
+    await pool.check()
+    assert pool.ready
+    await pool.aclose()
+
+
+async def test_a_replica_that_refuses_a_health_check_is_down_at_once() -> None:
+    a = FakeReplica("a")
+    pool = make_pool(a, silences=3)
+    await pool.check()
+    a.up = False
+    await pool.check()
+    assert not pool.ready
+    await pool.aclose()
+
+
+async def test_a_silent_replica_that_was_down_stays_down() -> None:
+    a = FakeReplica("a")
+    a.health_delay = 1.0
+    pool = make_pool(a)
+    await pool.check()
+    assert not pool.ready
     await pool.aclose()
 
 

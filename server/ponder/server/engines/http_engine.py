@@ -55,6 +55,17 @@ T = TypeVar("T")
 KEEPALIVE_SECONDS = 2.0
 
 
+class Probe(StrEnum):
+    """What one health check of a replica found."""
+
+    UP = "up"
+    #: Refused, or answered with anything but 200 (llama.cpp's 503 while it loads).
+    DOWN = "down"
+    #: No answer in time: hung, or only busy (llama.cpp can answer /health late while
+    #: it processes a large batch of prompts).
+    SILENT = "silent"
+
+
 class EngineKind(StrEnum):
     VLLM = "vllm"
     LLAMACPP = "llamacpp"
@@ -169,15 +180,18 @@ class HTTPEngine:
         vocabulary = (entry.get("meta") or {}).get("n_vocab")
         self.vocabulary = int(vocabulary) if isinstance(vocabulary, int) else None
 
-    async def healthy(self) -> bool:
-        """Whether the replica answers now (vLLM and llama.cpp both serve /health)."""
+    async def probe(self, seconds: float = 5.0) -> Probe:
+        """Whether the replica answers within ``seconds`` (vLLM and llama.cpp both serve
+        /health)."""
         path = "/v1/models" if self.kind is EngineKind.OPENAI else "/health"
         try:
-            async with asyncio.timeout(5.0):
+            async with asyncio.timeout(seconds):
                 status, _ = await self._transport.get(path)
-        except (EngineError, TimeoutError):
-            return False
-        return status == 200
+        except (TimeoutError, EngineTimeout):
+            return Probe.SILENT
+        except EngineError:
+            return Probe.DOWN
+        return Probe.UP if status == 200 else Probe.DOWN
 
     # -- generation ------------------------------------------------------------
 

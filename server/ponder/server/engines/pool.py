@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import TypeVar
 
 from ponder.server.engines.discovery import DnsReplicas
-from ponder.server.engines.http_engine import HTTPEngine
+from ponder.server.engines.http_engine import HTTPEngine, Probe
 from ponder.server.engines.resume import BegunReply
 from ponder.server.metrics import Metrics
 from ponder.strategies.engine import (
@@ -39,6 +39,12 @@ class EnginePool:
     in ``dns`` (re-resolved every ``dns_interval`` seconds; ``make_replica``
     builds the engine of a new address). A replica whose address is gone takes
     no new request and is closed once its calls in flight are done.
+
+    A replica that refuses a health check, or answers it with an error, is down
+    at once; one that does not answer in time is down only after ``health_silences``
+    checks in a row go unanswered: an engine busy with a large batch can answer
+    late, and a single-engine gateway that took it for dead would refuse every
+    request meanwhile.
     """
 
     def __init__(
@@ -46,6 +52,8 @@ class EnginePool:
         replicas: Sequence[HTTPEngine],
         *,
         health_interval: float = 5.0,
+        health_silences: int = 3,
+        health_timeout: float = 5.0,
         metrics: Metrics | None = None,
         dns: Sequence[DnsReplicas] = (),
         dns_interval: float = 10.0,
@@ -57,6 +65,8 @@ class EnginePool:
             raise ValueError("replicas found by DNS need make_replica")
         self.replicas = list(replicas)
         self.health_interval = health_interval
+        self.health_silences = health_silences
+        self.health_timeout = health_timeout
         self.metrics = metrics
         self.dns = list(dns)
         self.dns_interval = dns_interval
@@ -64,6 +74,8 @@ class EnginePool:
         #: Replicas found by DNS, by URL, with the name each came from.
         self._found: dict[str, tuple[HTTPEngine, DnsReplicas]] = {}
         self._healthy: dict[int, bool] = {id(r): False for r in self.replicas}
+        #: Health checks in a row each replica left unanswered.
+        self._silences: dict[int, int] = {}
         self._discovered: set[int] = set()
         self._tasks: list[asyncio.Task[None]] = []
         self._retiring: set[asyncio.Task[None]] = set()
@@ -110,6 +122,7 @@ class EnginePool:
             replica, _ = self._found.pop(url)
             self.replicas.remove(replica)
             self._healthy.pop(id(replica), None)
+            self._silences.pop(id(replica), None)
             logger.info("engine %s is gone from DNS; retiring it", url)
             task = asyncio.create_task(self._retire(replica))
             self._retiring.add(task)
@@ -133,7 +146,13 @@ class EnginePool:
     async def _check_one(self, replica: HTTPEngine) -> None:
         if id(replica) not in self._healthy:
             return  # retired while the check ran
-        healthy = await replica.healthy()
+        probe = await replica.probe(self.health_timeout)
+        if probe is Probe.SILENT:
+            silences = self._silences[id(replica)] = self._silences.get(id(replica), 0) + 1
+            healthy = self._healthy.get(id(replica), False) and silences < self.health_silences
+        else:
+            self._silences.pop(id(replica), None)
+            healthy = probe is Probe.UP
         if healthy and id(replica) not in self._discovered:
             try:
                 await replica.discover()
@@ -158,6 +177,15 @@ class EnginePool:
         if self._healthy[id(replica)]:
             logger.warning("engine %s marked down after a failed call", replica.base_url)
         self._healthy[id(replica)] = False
+
+    def sideline(self, replica: HTTPEngine) -> None:
+        """A replica whose call took too long: down while another replica of its model
+        can serve (a hung replica, which least-busy routing would favour, gets no more
+        work), but not the last one. A slow engine that is all there is still serves,
+        where marking it down would refuse every request; health checks tell a hung
+        one (see ``health_silences``)."""
+        if any(r is not replica for r in self.healthy_replicas(replica.model)):
+            self.mark_down(replica)
 
     @property
     def ready(self) -> bool:
@@ -228,12 +256,14 @@ class PoolSession:
 
     def _failed(self, replica: HTTPEngine, error: EngineError, failed: list[HTTPEngine]) -> None:
         """Count a failed call; move on to another replica when the error allows it. A
-        timeout counts against its replica too (marked down until a health check answers):
-        a hung replica, which least-busy routing would favour, gets no more work."""
+        timeout counts against its replica too (see :meth:`EnginePool.sideline`)."""
         self._count_error(replica, error)
-        if not (error.retryable or isinstance(error, EngineTimeout)):
+        if isinstance(error, EngineTimeout):
+            self._pool.sideline(replica)
+        elif error.retryable:
+            self._pool.mark_down(replica)
+        else:
             raise error
-        self._pool.mark_down(replica)
         failed.append(replica)
 
     def _done(self, replica: HTTPEngine, started: float) -> None:
