@@ -105,6 +105,8 @@ def test_engine_timeout_is_504(llamacpp: ManagedEngine, logs: Path) -> None:
             )
         assert error.value.status_code == 504
         assert error.value.body["code"] == "engine_timeout"  # type: ignore[index]
+        # A slow engine that is the only one stays in service for the next request.
+        assert httpx.get(gateway.url + "/ready", timeout=10).status_code == 200
 
 
 def test_settings_from_yaml_file_with_flags_on_top(
