@@ -88,7 +88,7 @@ async def post(app: FastAPI, body: bytes) -> None:
 async def measure(requests: int, stream: bool, profile: int | None) -> None:
     engine = ScriptedEngine(model="tiny")
     settings = Settings(engine_urls=["http://unused"], cache=False)
-    app = create_app(settings, engines=StaticEngines({"tiny": engine}))
+    app = create_app(settings, engines=StaticEngines({"tiny": engine}), tune_collector=True)
     body = request_body(stream)
     async with app.router.lifespan_context(app):
         for _ in range(200):  # warm-up: imports, first-use caches

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import signal
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, nullcontext
 
 from fastapi import FastAPI
 
@@ -13,6 +13,7 @@ from ponder.server.access import Access, KeyRing, default_allowed_hosts
 from ponder.server.admission import InFlightLimit
 from ponder.server.body_limit import BodyLimit
 from ponder.server.cache import Cache, CacheStore, MemoryStore, RedisStore
+from ponder.server.collector import tuned_for_serving
 from ponder.server.completion_routes import CompletionRoutes
 from ponder.server.engines.discovery import DnsReplicas
 from ponder.server.engines.http_engine import HTTPEngine
@@ -94,8 +95,13 @@ def create_app(
     engines: EngineProvider | None = None,
     registry: Registry | None = None,
     metrics: Metrics | None = None,
+    tune_collector: bool = False,
 ) -> FastAPI:
-    """The gateway over ``engines``, or over a pool of ``settings.engine_urls``."""
+    """The gateway over ``engines``, or over a pool of ``settings.engine_urls``.
+
+    ``tune_collector``: the process is this gateway's alone (``ponder serve``), so once
+    started it may freeze its heap and tune the garbage collector (``ponder.server.collector``).
+    """
     metrics = metrics or Metrics()
     pool: EnginePool | None = None
     if engines is None:
@@ -136,7 +142,8 @@ def create_app(
             gateway.evals.record(report)
             gateway.evals.flag_frontier(await frontier.save(report))
         try:
-            yield
+            with tuned_for_serving() if tune_collector else nullcontext():
+                yield
         finally:
             await frontier.aclose()
             if pool is not None:
@@ -189,4 +196,4 @@ def app_from_environment() -> FastAPI:
     # Should `ponder serve` be killed outright, its workers must not serve on alone.
     die_with_parent(signal.SIGTERM)
     settings = Settings.model_validate_json(os.environ[SETTINGS_ENV])
-    return create_app(settings)
+    return create_app(settings, tune_collector=True)

@@ -223,7 +223,7 @@ def serve(
             "timeout_keep_alive": max(1, round(settings.keep_alive_seconds)),
         }
         if settings.workers == 1:
-            uvicorn.run(create_app(settings), **common)
+            uvicorn.run(create_app(settings, tune_collector=True), **common)
             return
         with _worker_environment(settings):
             uvicorn.run(
