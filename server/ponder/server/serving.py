@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass
 
 from fastapi import Request
@@ -337,7 +337,11 @@ class CompletionServing:
 async def _spent(request: Request, plan: Plan, outcome: Outcome | None) -> None:
     """Tell the key's rate limits (when it has some) what the engines spent; for a request
     that did not finish (its client left, a call failed), what its calls recorded so far."""
-    spend = getattr(request.state, "spend_tokens", None)
+    # Read from the scope's state as Access put it there: `getattr(request.state, ...)` on
+    # a missing name raises and catches an AttributeError, on every request without a key.
+    spend: Callable[[int], Awaitable[None]] | None = request.scope.get("state", {}).get(
+        "spend_tokens"
+    )
     if spend is None:
         return
     usage = (

@@ -541,7 +541,9 @@ class Strategy(ABC, Generic[P]):
     @property
     def uses_reward_model(self) -> bool:
         """Whether a run needs the operator's reward model (a ``reward`` scorer)."""
-        return getattr(self.params, "scorer", None) == "reward"
+        # Read from the fields' values: `getattr` with a default on parameters that have
+        # no scorer raises and catches an AttributeError (once per request).
+        return bool(self.params.__dict__.get("scorer") == "reward")
 
     @abstractmethod
     async def run(self, ctx: StrategyContext) -> StrategyResult: ...
