@@ -17,7 +17,9 @@ beside the floor of a bare aiohttp POST whose JSON is read. ``--floor`` measures
 gateway, ``benchmarks/relay_floor.py`` the same way: uvicorn relaying each request to the
 stub with aiohttp and nothing else, the least any Python gateway on uvicorn costs. ``--env
 NAME=VALUE`` passes settings to the gateway (e.g. ``PONDER_ENGINE_STREAM_CALLS=false``) to
-compare variants; ``--profile`` records the last run with ``py-spy record`` (top-down
+compare variants; ``--collector`` starts the gateway under
+``benchmarks/collector_clock.py`` and reports the garbage collector's share of each
+request's CPU; ``--profile`` records the last run with ``py-spy record`` (top-down
 flame graph as SVG, or ``--format raw`` collapsed stacks for a file ending in ``.txt``).
 Starts the stub and the gateway on free ports and stops them. Run from the repository's root.
 """
@@ -44,6 +46,7 @@ from ponder.server.engines.managed import ManagedEngine, free_port
 from ponder.strategies.engine import Message, Sampling
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.collector_clock import read as read_collector_clock
 from benchmarks.peer_servers import machine, tree
 from benchmarks.peers import closed_loop, closed_loop_cost, spread
 
@@ -55,13 +58,27 @@ BODY: dict[str, Any] = {
 }
 
 
-def gateway(engine_url: str, logs: Path, env: dict[str, str]) -> ManagedEngine:
+def gateway(
+    engine_url: str, logs: Path, env: dict[str, str], clock: Path | None = None
+) -> ManagedEngine:
     port = free_port()
-    argv = [sys.executable, "-m", "ponder.server", "serve", "--port", str(port)]
+    command = ["-m", "ponder.server"]
+    if clock is not None:
+        command = ["-m", "benchmarks.collector_clock", str(clock)]
+        env = {**env, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    argv = [sys.executable, *command, "serve", "--port", str(port)]
     argv += ["--engine-url", engine_url + "/v1", "--log-level", "warning", "--no-cache"]
     return ManagedEngine(
         "ponder", argv, port=port, ready_path="/ready", log_file=logs / "ponder.log", env=env
     )
+
+
+def collector_seconds(clock: Path | None) -> float:
+    """The gateway's garbage collection so far (its clock writes every half second)."""
+    if clock is None:
+        return 0.0
+    time.sleep(0.6)
+    return read_collector_clock(clock)[0]
 
 
 def own_cpu_seconds() -> float:
@@ -139,6 +156,9 @@ def main() -> int:
     parser.add_argument("--env", action="append", default=[], help="NAME=VALUE for the gateway")
     parser.add_argument("--profile", type=Path, help="py-spy output of the last run")
     parser.add_argument("--floor", action="store_true", help="then the bare relay's cost")
+    parser.add_argument(
+        "--collector", action="store_true", help="the garbage collector's share of the CPU"
+    )
     args = parser.parse_args()
     env = dict(item.split("=", 1) for item in args.env)
     body = {**BODY, "stream": True} if args.stream else BODY
@@ -155,13 +175,15 @@ def main() -> int:
     )
     rates: list[float] = []
     cpu_ms: list[float] = []
+    collector_ms: list[float] = []
     with contextlib.ExitStack() as running:
         running.enter_context(stub)
         print(f"\nengine client alone, {args.clients} tasks, {args.seconds:.0f} s each: "
               "CPU ms per call")  # fmt: skip
         for name, ms in asyncio.run(engine_client_rows(stub.url, args.seconds, args.clients)):
             print(f"{name:<44}{ms:>8.3f}")
-        ponder = running.enter_context(gateway(stub.url, logs, env))
+        clock = logs / "collector.json" if args.collector else None
+        ponder = running.enter_context(gateway(stub.url, logs, env, clock))
         url = ponder.url + "/v1/chat/completions"
         process = tree(ponder)
         asyncio.run(closed_loop(url, body, args.clients, 2.0))  # warm
@@ -175,9 +197,14 @@ def main() -> int:
                     stdout=subprocess.DEVNULL,
                 )  # fmt: skip
                 time.sleep(0.5)
+            collected = collector_seconds(clock)
+            cpu = process.cpu_seconds()
             rate, ms = closed_loop_cost(ponder, url, body, args.clients, args.seconds)
             rates.append(rate)
             cpu_ms.append(ms)
+            if clock is not None:
+                share = (collector_seconds(clock) - collected) / (process.cpu_seconds() - cpu)
+                collector_ms.append(share * ms)
             if profiler is not None:
                 profiler.wait()
         rss = process.rss_mib()
@@ -193,6 +220,8 @@ def main() -> int:
     print(f"requests/s      {spread(rates, 0):>20}")
     print(f"CPU ms/request  {spread(cpu_ms):>20}")
     print(f"RSS MiB after   {rss:>20.0f}")
+    if collector_ms:
+        print(f"of it, garbage collection ms/request {spread(collector_ms, 3):>9}")
     print(f"mean CPU ms/request {statistics.mean(cpu_ms):.2f}")
     if floor:
         print("\nthe floor: uvicorn relaying with aiohttp, nothing else (relay_floor.py)")

@@ -1,6 +1,7 @@
 """Ponder's own code per request, with no HTTP on either side: CPU and Python calls.
 
     python benchmarks/in_process_cost.py [--requests 3000] [--stream] [--profile 40]
+        [--concurrency 32] [--default-collector]
 
 Chat completions (``direct``, cache off) are sent one after another straight into
 the ASGI application, whose engine is the in-process scripted engine: no uvicorn,
@@ -11,6 +12,12 @@ machine runs, so it shows a change's effect even beside an evaluation; the CPU p
 request does, so compare runs made back to back. ``--profile N`` prints the N
 functions with the most cumulative time. ``benchmarks/gateway_cost.py`` measures
 the whole gateway over HTTP.
+
+``--concurrency N`` keeps N requests in flight (the scripted engine yields to the loop
+on each call, so their objects are alive together, as under load) and reports the time
+the garbage collector took per request; ``--default-collector`` runs with the
+interpreter's collector settings instead of those ``ponder serve`` sets
+(``ponder.server.collector``).
 """
 
 from __future__ import annotations
@@ -18,9 +25,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
+import gc
 import json
 import pstats
+import sys
 import time
+from pathlib import Path
 
 from fastapi import FastAPI
 from starlette.types import Message, Scope
@@ -29,6 +39,9 @@ from ponder.server.app import create_app
 from ponder.server.engines.provider import StaticEngines
 from ponder.server.settings import Settings
 from ponder.strategies.testing import ScriptedEngine
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.collector_clock import CollectorClock
 
 QUESTION = "A pet store had 13 cats and sold 5. How many?"
 
@@ -85,28 +98,44 @@ async def post(app: FastAPI, body: bytes) -> None:
         raise SystemExit(f"the gateway answered {status}: {sent[1:]}")
 
 
-async def measure(requests: int, stream: bool, profile: int | None) -> None:
+async def measure(
+    requests: int, stream: bool, profile: int | None, concurrency: int, tune: bool
+) -> None:
     engine = ScriptedEngine(model="tiny")
     settings = Settings(engine_urls=["http://unused"], cache=False)
-    app = create_app(settings, engines=StaticEngines({"tiny": engine}), tune_collector=True)
+    app = create_app(settings, engines=StaticEngines({"tiny": engine}), tune_collector=tune)
     body = request_body(stream)
+    left = requests
+
+    async def client() -> None:
+        nonlocal left
+        while left > 0:
+            left -= 1
+            await post(app, body)
+            if left % 500 == 0:
+                engine.calls.clear()  # the script's record of calls would grow
+
     async with app.router.lifespan_context(app):
         for _ in range(200):  # warm-up: imports, first-use caches
             await post(app, body)
         profiler = cProfile.Profile() if profile is not None else None
+        clock = CollectorClock()
+        gc.callbacks.append(clock)
         started = time.process_time()
         if profiler is not None:
             profiler.enable()
-        for i in range(requests):
-            await post(app, body)
-            if i % 500 == 0:
-                engine.calls.clear()  # the script's record of calls would grow
+        await asyncio.gather(*(client() for _ in range(concurrency)))
         if profiler is not None:
             profiler.disable()
         cpu = time.process_time() - started
+        gc.callbacks.remove(clock)
     kind = "streamed" if stream else "plain"
     if profiler is None:
-        print(f"{kind}: {1000 * cpu / requests:.3f} ms CPU per request over {requests}")
+        print(
+            f"{kind}, {concurrency} in flight: {1000 * cpu / requests:.3f} ms CPU per request "
+            f"over {requests}; garbage collection {1000 * clock.seconds / requests:.3f} ms "
+            f"per request (collections by generation: {clock.collections})"
+        )
         return
     stats = pstats.Stats(profiler)
     calls = stats.total_calls  # type: ignore[attr-defined]
@@ -122,8 +151,20 @@ def main() -> None:
     parser.add_argument(
         "--profile", type=int, nargs="?", const=0, help="count calls; print the top N"
     )
+    parser.add_argument("--concurrency", type=int, default=1, help="requests in flight")
+    parser.add_argument(
+        "--default-collector", action="store_true", help="the interpreter's collector settings"
+    )
     args = parser.parse_args()
-    asyncio.run(measure(args.requests, args.stream, args.profile))
+    asyncio.run(
+        measure(
+            args.requests,
+            args.stream,
+            args.profile,
+            args.concurrency,
+            tune=not args.default_collector,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -100,8 +100,10 @@ def create_app(
     """The gateway over ``engines``, or over a pool of ``settings.engine_urls``.
 
     ``tune_collector``: the process is this gateway's alone (``ponder serve``), so once
-    started it may freeze its heap and tune the garbage collector (``ponder.server.collector``).
+    started it may freeze its heap and tune the garbage collector (``ponder.server.collector``),
+    unless ``settings.tune_collector`` says not to.
     """
+    tune_collector = tune_collector and settings.tune_collector
     metrics = metrics or Metrics()
     pool: EnginePool | None = None
     if engines is None:

@@ -80,6 +80,11 @@ class Settings(BaseSettings):
         description="an idle client connection is closed after this; longer than load "
         "balancers keep theirs, so that a request never meets a connection closing",
     )
+    tune_collector: bool = Field(
+        True,
+        description="once started, a serving process freezes its heap and collects young "
+        "objects every 10,000 allocations (ponder.server.collector); false: Python's defaults",
+    )
     body_timeout_seconds: float = Field(
         30.0, gt=0, description="a request body not all sent within this is a 408"
     )
