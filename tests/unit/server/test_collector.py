@@ -19,7 +19,8 @@ from ponder.strategies.testing import ScriptedEngine
 
 def test_the_heap_is_frozen_and_young_collections_rarer_until_the_end() -> None:
     before = gc.get_threshold()
-    kept = [[] for _ in range(100)]  # container objects alive when the heap is frozen
+    # Container objects alive when the heap is frozen.
+    kept: list[list[int]] = [[] for _ in range(100)]
     with tuned_for_serving():
         assert gc.get_freeze_count() >= len(kept)
         assert gc.get_threshold() == (YOUNG_THRESHOLD, *before[1:])
@@ -44,7 +45,7 @@ async def test_only_the_serving_process_tunes_its_collector() -> None:
 
 async def test_ponder_serve_runs_an_app_that_tunes_it(monkeypatch: pytest.MonkeyPatch) -> None:
     served: list[FastAPI] = []
-    monkeypatch.setattr(cli.uvicorn, "run", lambda app, **_: served.append(app))
+    monkeypatch.setattr("ponder.server.cli.uvicorn.run", lambda app, **_: served.append(app))
     result = CliRunner().invoke(cli.app, ["serve", "--engine-url", "http://127.0.0.1:9/v1"])
     assert result.exit_code == 0, result.output
     (app,) = served
@@ -56,7 +57,7 @@ async def test_ponder_serve_runs_an_app_that_tunes_it(monkeypatch: pytest.Monkey
 async def test_an_operator_can_keep_pythons_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PONDER_TUNE_COLLECTOR", "false")
     served: list[FastAPI] = []
-    monkeypatch.setattr(cli.uvicorn, "run", lambda app, **_: served.append(app))
+    monkeypatch.setattr("ponder.server.cli.uvicorn.run", lambda app, **_: served.append(app))
     result = CliRunner().invoke(cli.app, ["serve", "--engine-url", "http://127.0.0.1:9/v1"])
     assert result.exit_code == 0, result.output
     before = gc.get_threshold()
