@@ -4,8 +4,8 @@ collected less often.
 Measured on the gateway at concurrency 32 against an instant engine (docs/benchmarks.md):
 with the interpreter's defaults, collection took about 0.2 ms of each request's CPU. Each
 full collection walked the whole heap the imports left (pydantic's schemas, FastAPI,
-aiohttp: about 90 ms a time, several times a second under load), and the young
-generation, at 700 allocations, was collected about a hundred times a second while the
+aiohttp: about 90 ms a time, about every 1.5 s under load), and the young generation,
+at 700 allocations, was collected about 80 times a second while the
 32 requests in flight kept their objects alive through it. Freezing moves what exists
 once the gateway has started out of every later collection (they are still freed by
 reference counting when let go: only a cycle among them would stay); a request's objects
