@@ -43,12 +43,18 @@ async def test_only_the_serving_process_tunes_its_collector() -> None:
         assert gc.get_freeze_count() == 0
 
 
-async def test_ponder_serve_runs_an_app_that_tunes_it(monkeypatch: pytest.MonkeyPatch) -> None:
+def served_app(monkeypatch: pytest.MonkeyPatch) -> FastAPI:
+    """The app `ponder serve` hands uvicorn (which is not started)."""
     served: list[FastAPI] = []
     monkeypatch.setattr("ponder.server.cli.uvicorn.run", lambda app, **_: served.append(app))
     result = CliRunner().invoke(cli.app, ["serve", "--engine-url", "http://127.0.0.1:9/v1"])
     assert result.exit_code == 0, result.output
     (app,) = served
+    return app
+
+
+async def test_ponder_serve_runs_an_app_that_tunes_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    app = served_app(monkeypatch)
     async with app.router.lifespan_context(app):
         assert gc.get_threshold()[0] == YOUNG_THRESHOLD
     assert gc.get_freeze_count() == 0
@@ -56,11 +62,8 @@ async def test_ponder_serve_runs_an_app_that_tunes_it(monkeypatch: pytest.Monkey
 
 async def test_an_operator_can_keep_pythons_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PONDER_TUNE_COLLECTOR", "false")
-    served: list[FastAPI] = []
-    monkeypatch.setattr("ponder.server.cli.uvicorn.run", lambda app, **_: served.append(app))
-    result = CliRunner().invoke(cli.app, ["serve", "--engine-url", "http://127.0.0.1:9/v1"])
-    assert result.exit_code == 0, result.output
+    app = served_app(monkeypatch)
     before = gc.get_threshold()
-    async with served[0].router.lifespan_context(served[0]):
+    async with app.router.lifespan_context(app):
         assert gc.get_threshold() == before
         assert gc.get_freeze_count() == 0
