@@ -3,6 +3,7 @@ at concurrency 32 in front of the instant stub engine, optionally with a py-spy 
 before it, the engine client's own share.
 
     python benchmarks/gateway_cost.py [--seconds 8] [--runs 3] [--stream] [--profile FILE]
+        [--layers] [--floor] [--collector] [--env NAME=VALUE]
 
 The stub (``tests/stub_engine.py``) answers at once, so what is left is the gateway: its
 HTTP parsing, validation, strategy, engine call and response. CPU time is read from /proc
@@ -20,7 +21,9 @@ NAME=VALUE`` passes settings to the gateway (e.g. ``PONDER_ENGINE_STREAM_CALLS=f
 compare variants; ``--collector`` starts the gateway under
 ``benchmarks/collector_clock.py`` and reports the garbage collector's share of each
 request's CPU; ``--profile`` records the last run with ``py-spy record`` (top-down
-flame graph as SVG, or ``--format raw`` collapsed stacks for a file ending in ``.txt``).
+flame graph as SVG, or ``--format raw`` collapsed stacks for a file ending in ``.txt``);
+``--layers`` profiles the last run the same way and prints each layer's share of the samples
+(charged to the innermost frame: ``benchmarks/layers.py``).
 Starts the stub and the gateway on free ports and stops them. Run from the repository's root.
 """
 
@@ -47,6 +50,7 @@ from ponder.strategies.engine import Message, Sampling
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.collector_clock import read as read_collector_clock
+from benchmarks.layers import collapsed_stack_costs, print_shares, shares
 from benchmarks.peer_servers import machine, tree
 from benchmarks.peers import closed_loop, closed_loop_cost, spread
 
@@ -155,11 +159,16 @@ def main() -> int:
     parser.add_argument("--stream", action="store_true", help="clients ask for streams")
     parser.add_argument("--env", action="append", default=[], help="NAME=VALUE for the gateway")
     parser.add_argument("--profile", type=Path, help="py-spy output of the last run")
+    parser.add_argument(
+        "--layers", action="store_true", help="profile the last run; each layer's share"
+    )
     parser.add_argument("--floor", action="store_true", help="then the bare relay's cost")
     parser.add_argument(
         "--collector", action="store_true", help="the garbage collector's share of the CPU"
     )
     args = parser.parse_args()
+    if args.layers and args.profile is None:
+        args.profile = Path(tempfile.mkdtemp(prefix="ponder-layers-")) / "raw.txt"
     env = dict(item.split("=", 1) for item in args.env)
     body = {**BODY, "stream": True} if args.stream else BODY
     logs = Path(tempfile.mkdtemp(prefix="ponder-gateway-cost-"))
@@ -193,7 +202,8 @@ def main() -> int:
                 fmt = "raw" if args.profile.suffix == ".txt" else "flamegraph"
                 profiler = subprocess.Popen(
                     ["py-spy", "record", "-p", str(process.pid), "-r", "200", "-f", fmt,
-                     "-o", str(args.profile), "-d", str(int(args.seconds) + 1)],
+                     "-o", str(args.profile), "-d", str(int(args.seconds) + 1),
+                     "--full-filenames"],
                     stdout=subprocess.DEVNULL,
                 )  # fmt: skip
                 time.sleep(0.5)
@@ -223,6 +233,10 @@ def main() -> int:
     if collector_ms:
         print(f"of it, garbage collection ms/request {spread(collector_ms, 3):>9}")
     print(f"mean CPU ms/request {statistics.mean(cpu_ms):.2f}")
+    if args.layers:
+        with args.profile.open() as samples:
+            ranked = shares(collapsed_stack_costs(samples))
+        print_shares("samples by layer, the last run (py-spy, innermost frame)", ranked)
     if floor:
         print("\nthe floor: uvicorn relaying with aiohttp, nothing else (relay_floor.py)")
         print(f"requests/s      {spread([rate for rate, _ in floor], 0):>20}")

@@ -1,7 +1,7 @@
 """Ponder's own code per request, with no HTTP on either side: CPU and Python calls.
 
     python benchmarks/in_process_cost.py [--requests 3000] [--stream] [--profile 40]
-        [--concurrency 32] [--default-collector]
+        [--layers] [--concurrency 32] [--default-collector]
 
 Chat completions (``direct``, cache off) are sent one after another straight into
 the ASGI application, whose engine is the in-process scripted engine: no uvicorn,
@@ -10,8 +10,12 @@ planning, the strategy, the response and the metrics. The count of Python calls
 per request (cProfile's, C functions included) does not depend on what else the
 machine runs, so it shows a change's effect even beside an evaluation; the CPU per
 request does, so compare runs made back to back. ``--profile N`` prints the N
-functions with the most cumulative time. ``benchmarks/gateway_cost.py`` measures
-the whole gateway over HTTP.
+functions with the most cumulative time; ``--layers`` divides the profile's own time
+(each function's time without its callees) between the layers a request passes
+through (Starlette and FastAPI, Ponder's server, its strategies, pydantic,
+prometheus-client, asyncio, the rest), which says how much of the cost any change to
+one layer could remove. ``benchmarks/gateway_cost.py`` measures the whole gateway
+over HTTP.
 
 ``--concurrency N`` keeps N requests in flight (the scripted engine yields to the loop
 on each call, so their objects are alive together, as under load) and reports the time
@@ -42,8 +46,17 @@ from ponder.strategies.testing import ScriptedEngine
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.collector_clock import CollectorClock
+from benchmarks.layers import print_shares, shares
 
 QUESTION = "A pet store had 13 cats and sold 5. How many?"
+
+
+def print_layers(stats: pstats.Stats, requests: int) -> None:
+    raw: dict[tuple[str, int, str], tuple[int, int, float, float, object]]
+    raw = stats.stats  # type: ignore[attr-defined]
+    own = [(file, function, entry[2]) for (file, _line, function), entry in raw.items()]
+    title = f"own time by layer, {requests} requests (under cProfile: read the shares)"
+    print_shares(title, shares(own))
 
 
 def request_body(stream: bool) -> bytes:
@@ -99,7 +112,12 @@ async def post(app: FastAPI, body: bytes) -> None:
 
 
 async def measure(
-    requests: int, stream: bool, profile: int | None, concurrency: int, tune: bool
+    requests: int,
+    stream: bool,
+    profile: int | None,
+    concurrency: int,
+    tune: bool,
+    layers: bool = False,
 ) -> None:
     engine = ScriptedEngine(model="tiny")
     settings = Settings(engine_urls=["http://unused"], cache=False)
@@ -142,6 +160,8 @@ async def measure(
     print(f"{kind}: {calls / requests:.0f} Python calls per request (under cProfile)")
     if profile:
         stats.sort_stats("cumulative").print_stats(profile)
+    if layers:
+        print_layers(stats, requests)
 
 
 def main() -> None:
@@ -151,6 +171,7 @@ def main() -> None:
     parser.add_argument(
         "--profile", type=int, nargs="?", const=0, help="count calls; print the top N"
     )
+    parser.add_argument("--layers", action="store_true", help="profile; the own time of each layer")
     parser.add_argument("--concurrency", type=int, default=1, help="requests in flight")
     parser.add_argument(
         "--default-collector", action="store_true", help="the interpreter's collector settings"
@@ -160,9 +181,10 @@ def main() -> None:
         measure(
             args.requests,
             args.stream,
-            args.profile,
+            0 if args.layers and args.profile is None else args.profile,
             args.concurrency,
             tune=not args.default_collector,
+            layers=args.layers,
         )
     )
 
