@@ -5,10 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import matplotlib.pyplot as plt
 import pytest
+from matplotlib.path import Path as MatplotlibPath
+from matplotlib.transforms import Bbox
 
 from ponder.clients.evaluation.configs import Configuration
-from ponder.clients.evaluation.plot import plot
+from ponder.clients.evaluation.plot import Point, place_labels, plot
 from ponder.clients.evaluation.report import (
     label,
     markdown,
@@ -117,3 +120,70 @@ def test_the_plot_labels_every_point_without_overlap(tmp_path: Path) -> None:
     numbered = plot(summarise(configs, records), tmp_path / "same.png", "title")
     assert (tmp_path / "same.png").stat().st_size > 0
     assert all(entry.startswith("[") for entry in numbered)
+
+
+def labelled_panel(points: list[Point], frontier: list[tuple[float, float]]) -> tuple[Any, Any]:
+    """A panel drawn as the report draws one, labelled by ``place_labels``."""
+    figure, ax = plt.subplots(figsize=(6, 6.5))
+    for point in points:
+        ax.errorbar(point.x, point.y, yerr=[[point.y - point.low], [point.high - point.y]], fmt="o")
+    ax.plot(*zip(*frontier, strict=True), "--")
+    ax.set_ylim(-0.02, 0.85)
+    ax.margins(x=0.12)
+    figure.subplots_adjust(left=0.05, right=0.98, top=0.84, bottom=0.2)
+    return figure, ax
+
+
+def test_labels_cover_no_label_marker_error_bar_or_frontier_where_there_is_room() -> None:
+    # SVAMP's latency panel (docs/evaluation.md): cot's interval sits under direct's
+    # label's first place, and the frontier runs through self-consistency's.
+    points = [
+        Point("direct", 24.8, 0.45, 0.356, 0.548),
+        Point("cot", 22.4, 0.38, 0.291, 0.478),
+        Point("PS+", 29.1, 0.34, 0.255, 0.437),
+        Point("self_consistency n=4", 78.4, 0.53, 0.433, 0.625),
+        Point("self_consistency n=8 fixed (draw order)", 191.7, 0.58, 0.482, 0.672),
+        Point("best_of_n n=4 judge", 126.8, 0.45, 0.356, 0.548),
+    ]
+    frontier = [(24.8, 0.45), (78.4, 0.53), (191.7, 0.58)]
+    figure, ax = labelled_panel(points, frontier)
+    try:
+        assert place_labels(ax, points, frontier) == []
+        figure.canvas.draw()  # measure where everything was drawn, not where it was planned
+        renderer = figure.canvas.get_renderer()
+        labels = [text.get_window_extent(renderer) for text in ax.texts]
+        assert [text.get_text() for text in ax.texts] == [p.name for p in points]
+        line = MatplotlibPath(ax.transData.transform(frontier))
+        inside = ax.get_window_extent(renderer)
+        for i, box in enumerate(labels):
+            assert inside.x0 <= box.x0, points[i].name
+            assert box.x1 <= inside.x1, points[i].name
+            assert inside.y0 <= box.y0, points[i].name
+            assert box.y1 <= inside.y1, points[i].name
+            assert not line.intersects_bbox(box, filled=False), points[i].name
+            assert not any(box.overlaps(other) for other in labels[i + 1 :]), points[i].name
+            for point in points:
+                x, low = ax.transData.transform((point.x, point.low))
+                _, high = ax.transData.transform((point.x, point.high))
+                bar = Bbox.from_extents(x - 3, low, x + 3, high)
+                assert not box.overlaps(bar), f"{points[i].name} covers {point.name}'s interval"
+    finally:
+        plt.close(figure)
+
+
+def test_a_label_takes_its_first_place_when_the_drawn_panel_has_room_for_it() -> None:
+    # The rightmost point's short label fits in the panel's margin, up and to the right.
+    points = [Point("a", 0.0, 0.2, 0.15, 0.25), Point("cot n=4", 10.0, 0.6, 0.55, 0.65)]
+    frontier = [(0.0, 0.2), (10.0, 0.6)]
+    figure, ax = labelled_panel(points, frontier)
+    try:
+        assert place_labels(ax, points, frontier) == []
+        figure.canvas.draw()
+        renderer = figure.canvas.get_renderer()
+        label = next(text for text in ax.texts if text.get_text() == "cot n=4")
+        box = label.get_window_extent(renderer)
+        x, y = ax.transData.transform((10.0, 0.6))
+        assert box.x0 > x
+        assert box.y0 > y
+    finally:
+        plt.close(figure)

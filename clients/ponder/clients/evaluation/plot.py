@@ -4,13 +4,15 @@ One marker per configuration with its 95% interval as an error bar, one colour
 per strategy (the legend names them), every configuration labelled; the
 Pareto-optimal ones (no other is both cheaper and at least as accurate) are
 joined by a dashed line, as in the PDR paper. Labels are placed where they
-overlap no other label and stay inside the panel; one that fits nowhere is
-numbered, and the numbers are listed under the figure.
+cover no other label, marker or error bar and stay inside the panel, off the
+frontier's line where there is room; one that fits nowhere is numbered, and
+the numbers are listed under the figure.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib
@@ -19,27 +21,53 @@ matplotlib.use("Agg")  # files only, no display
 
 import matplotlib.pyplot as plt
 from matplotlib.axes import Axes
+from matplotlib.backend_bases import RendererBase
 from matplotlib.lines import Line2D
+from matplotlib.path import Path as LinePath
+from matplotlib.text import Annotation
 from matplotlib.transforms import Bbox
 
 from ponder.clients.evaluation.report import Summary
 from ponder.strategies.pareto import pareto_front
 
-#: Where a label may sit around its marker, in points, tried in order.
-OFFSETS = (
-    (6, 6, "left", "bottom"),
-    (6, -6, "left", "top"),
-    (-6, 6, "right", "bottom"),
-    (-6, -6, "right", "top"),
-    (0, 12, "center", "bottom"),
-    (0, -12, "center", "top"),
-    (14, 0, "left", "center"),
-    (-14, 0, "right", "center"),
-    (10, 20, "left", "bottom"),
-    (-10, -20, "right", "top"),
-    (10, -20, "left", "top"),
-    (-10, 20, "right", "bottom"),
-)
+#: The directions a label may sit in from its marker, tried in this order at each distance.
+DIRECTIONS = ((1, 1), (1, -1), (-1, 1), (-1, -1), (0, 1), (0, -1), (1, 0), (-1, 0))
+#: Distances from the marker, in points, nearest first; from ``LEADER_FROM`` on, a thin
+#: line joins the label to its marker so that a distant label still names its point.
+DISTANCES = (6, 18, 30, 44, 60)
+LEADER_FROM = 18
+
+
+def _offsets() -> tuple[tuple[int, int, str, str], ...]:
+    """Every place a label may take: offset in points and the text's alignment there."""
+    places = []
+    for distance in DISTANCES:
+        for dx, dy in DIRECTIONS:
+            # Straight up or down needs more room: the marker's interval is there.
+            reach = 2 * distance if dx == 0 else distance
+            places.append(
+                (
+                    dx * (distance + 8 * (dy == 0)),
+                    dy * reach,
+                    {1: "left", -1: "right", 0: "center"}[dx],
+                    {1: "bottom", -1: "top", 0: "center"}[dy],
+                )
+            )
+    return tuple(places)
+
+
+OFFSETS = _offsets()
+
+
+@dataclass(frozen=True)
+class Point:
+    """One configuration in one panel: its name, cost, accuracy and 95% interval."""
+
+    name: str
+    x: float
+    y: float
+    low: float
+    high: float
 
 
 def plot(summaries: Sequence[Summary], path: Path, title: str) -> list[str]:
@@ -64,6 +92,7 @@ def plot(summaries: Sequence[Summary], path: Path, title: str) -> list[str]:
         ),
         (axes[2], "mean all tokens per problem (cost)", [s.all_tokens_mean for s in summaries]),
     )
+    frontiers: list[list[tuple[float, float]]] = []
     for ax, xlabel, costs in panels:
         for i, summary in enumerate(summaries):
             ax.errorbar(
@@ -78,6 +107,7 @@ def plot(summaries: Sequence[Summary], path: Path, title: str) -> list[str]:
                 zorder=3,
             )
         front = pareto_front(list(zip(costs, accuracy, strict=True)))
+        frontiers.append([(costs[i], accuracy[i]) for i in front])
         ax.plot(
             [costs[i] for i in front],
             [accuracy[i] for i in front],
@@ -105,8 +135,12 @@ def plot(summaries: Sequence[Summary], path: Path, title: str) -> list[str]:
     figure.suptitle(title, y=0.99)
     figure.subplots_adjust(left=0.05, right=0.98, top=0.84, bottom=0.2, wspace=0.22)
     numbered: list[str] = []
-    for ax, _, costs in panels:
-        for entry in _label(ax, [s.config for s in summaries], costs, accuracy):
+    for (ax, _, costs), frontier in zip(panels, frontiers, strict=True):
+        points = [
+            Point(s.config, cost, s.accuracy, min(s.ci_low, s.accuracy), max(s.ci_high, s.accuracy))
+            for s, cost in zip(summaries, costs, strict=True)
+        ]
+        for entry in place_labels(ax, points, frontier):
             if entry not in numbered:
                 numbered.append(entry)
     if numbered:
@@ -116,40 +150,122 @@ def plot(summaries: Sequence[Summary], path: Path, title: str) -> list[str]:
     return numbered
 
 
-def _label(ax: Axes, names: Sequence[str], xs: Sequence[float], ys: Sequence[float]) -> list[str]:
-    """Annotate each point where its label overlaps nothing placed and stays in the panel."""
+def place_labels(
+    ax: Axes, points: Sequence[Point], frontier: Sequence[tuple[float, float]]
+) -> list[str]:
+    """Annotate each point; returns the labels that had to be numbered.
+
+    A label covers no other label, no marker and no error bar, and stays inside
+    the panel. Where some place allows it, it is also kept off the frontier's
+    line and off the leader lines of distant labels, and its own leader crosses
+    no label and no other point's marker or interval (a line through text is
+    hard to read, but a label there beats a number)."""
+    # Autoscaling (the margins) is applied lazily: reading the limits applies it, so
+    # that the places measured here are where the points are drawn.
+    ax.get_xlim()
+    ax.get_ylim()
     renderer = ax.figure.canvas.get_renderer()  # type: ignore[attr-defined]
     inside = ax.get_window_extent(renderer)
-    # Markers count as taken: a label never covers a point.
-    taken: list[Bbox] = []
-    for x, y in zip(xs, ys, strict=True):
-        px, py = ax.transData.transform((x, y))
-        taken.append(Bbox.from_extents(px - 5, py - 5, px + 5, py + 5))
+    marks = [_marks(ax, point) for point in points]
+    taken = [box for boxes in marks for box in boxes]
+    lines = [LinePath(ax.transData.transform(frontier))] if len(frontier) > 1 else []
+    labels: list[Bbox] = []
     numbered: list[str] = []
-    for index, (name, x, y) in enumerate(zip(names, xs, ys, strict=True)):
-        placed = False
-        for dx, dy, ha, va in OFFSETS:
-            text = ax.annotate(
-                name,
-                (x, y),
-                textcoords="offset points",
-                xytext=(dx, dy),
-                ha=ha,
-                va=va,
-                fontsize=8,
+    for index, point in enumerate(points):
+        others = [box for j, boxes in enumerate(marks) if j != index for box in boxes]
+        ax_x, ax_y = ax.transData.transform((point.x, point.y))
+        anchor = (float(ax_x), float(ax_y))
+        spots = [
+            (offset, box)
+            for offset in OFFSETS
+            if _contains(inside, box := _extent(ax, point, offset, renderer))
+            and not any(box.overlaps(other) for other in taken)
+        ]
+        clear = [
+            (offset, box)
+            for offset, box in spots
+            if not any(line.intersects_bbox(box, filled=False) for line in lines)
+            and not (
+                _leads(offset)
+                and any(
+                    _leader(anchor, box).intersects_bbox(other, filled=False)
+                    for other in labels + others
+                )
             )
-            box = text.get_window_extent(renderer).expanded(1.05, 1.15)
-            if _contains(inside, box) and not any(box.overlaps(other) for other in taken):
-                taken.append(box)
-                placed = True
-                break
-            text.remove()
-        if not placed:
-            mark = f"[{index + 1}]"
-            text = ax.annotate(mark, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
-            taken.append(text.get_window_extent(renderer))
-            numbered.append(f"{mark} {name}")
+        ]
+        if clear or spots:
+            offset, box = (clear or spots)[0]
+            dx, dy, ha, va = offset
+            _annotate(ax, point, point.name, (dx, dy), ha, va, 8, leader=_leads(offset))
+            if _leads(offset):
+                lines.append(_leader(anchor, box))
+            taken.append(box)
+            labels.append(box)
+            continue
+        mark = f"[{index + 1}]"
+        text = _annotate(ax, point, mark, (4, 4), "left", "bottom", 7)
+        taken.append(text.get_window_extent(renderer))
+        numbered.append(f"{mark} {point.name}")
     return numbered
+
+
+def _leads(offset: tuple[int, int, str, str]) -> bool:
+    """Whether a label this far from its marker is joined to it by a line."""
+    return max(abs(offset[0]), abs(offset[1])) >= LEADER_FROM
+
+
+def _leader(anchor: tuple[float, float], box: Bbox) -> LinePath:
+    """The leader line from the marker to the nearest point of its label, in display units."""
+    x, y = anchor
+    return LinePath([(x, y), (min(max(x, box.x0), box.x1), min(max(y, box.y0), box.y1))])
+
+
+def _marks(ax: Axes, point: Point) -> list[Bbox]:
+    """What a label must not cover: the marker and the error bar, in display units."""
+    px, py = ax.transData.transform((point.x, point.y))
+    _, low = ax.transData.transform((point.x, point.low))
+    _, high = ax.transData.transform((point.x, point.high))
+    return [
+        Bbox.from_extents(px - 5, py - 5, px + 5, py + 5),
+        Bbox.from_extents(px - 4, low - 2, px + 4, high + 2),
+    ]
+
+
+def _extent(
+    ax: Axes, point: Point, offset: tuple[int, int, str, str], renderer: RendererBase
+) -> Bbox:
+    """Where the label would sit at ``offset``, with a margin, in display units."""
+    dx, dy, ha, va = offset
+    text = _annotate(ax, point, point.name, (dx, dy), ha, va, 8)
+    box = text.get_window_extent(renderer).expanded(1.05, 1.15)
+    text.remove()
+    return box
+
+
+def _annotate(
+    ax: Axes,
+    point: Point,
+    text: str,
+    offset: tuple[int, int],
+    ha: str,
+    va: str,
+    size: int,
+    leader: bool = False,
+) -> Annotation:
+    return ax.annotate(
+        text,
+        (point.x, point.y),
+        textcoords="offset points",
+        xytext=offset,
+        ha=ha,
+        va=va,
+        fontsize=size,
+        arrowprops=(
+            {"arrowstyle": "-", "color": "0.55", "linewidth": 0.6, "shrinkA": 1, "shrinkB": 4}
+            if leader
+            else None
+        ),
+    )
 
 
 def _contains(outer: Bbox, inner: Bbox) -> bool:
