@@ -123,7 +123,7 @@ def test_the_plot_labels_every_point_without_overlap(tmp_path: Path) -> None:
 
 
 def labelled_panel(points: list[Point], frontier: list[tuple[float, float]]) -> tuple[Any, Any]:
-    """A panel drawn as the report draws one, labelled by ``place_labels``."""
+    """A panel drawn as the report draws one (points, intervals, frontier), not yet labelled."""
     figure, ax = plt.subplots(figsize=(6, 6.5))
     for point in points:
         ax.errorbar(point.x, point.y, yerr=[[point.y - point.low], [point.high - point.y]], fmt="o")

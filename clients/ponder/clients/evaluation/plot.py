@@ -5,8 +5,9 @@ per strategy (the legend names them), every configuration labelled; the
 Pareto-optimal ones (no other is both cheaper and at least as accurate) are
 joined by a dashed line, as in the PDR paper. Labels are placed where they
 cover no other label, marker or error bar and stay inside the panel, off the
-frontier's line where there is room; one that fits nowhere is numbered, and
-the numbers are listed under the figure.
+frontier's line where there is room; a label placed away from its marker is
+joined to it by a thin line; one that fits nowhere is numbered, and the
+numbers are listed under the figure.
 """
 
 from __future__ import annotations
