@@ -77,11 +77,6 @@ def plot(summaries: Sequence[Summary], path: Path, title: str) -> list[str]:
     strategies = list(dict.fromkeys(s.strategy for s in summaries))
     palette = plt.get_cmap("tab10")
     colours = {name: palette(i % 10) for i, name in enumerate(strategies)}
-    accuracy = [s.accuracy for s in summaries]
-    errors = [
-        [max(0.0, s.accuracy - s.ci_low) for s in summaries],
-        [max(0.0, s.ci_high - s.accuracy) for s in summaries],
-    ]
     # Room above the highest interval for its label; the whole scale when accuracy is high.
     top = min(1.02, max((s.ci_high for s in summaries), default=1.0) * 1.2 + 0.05)
     panels = (
@@ -93,13 +88,17 @@ def plot(summaries: Sequence[Summary], path: Path, title: str) -> list[str]:
         ),
         (axes[2], "mean all tokens per problem (cost)", [s.all_tokens_mean for s in summaries]),
     )
-    frontiers: list[list[tuple[float, float]]] = []
+    labelling: list[tuple[Axes, list[Point], list[tuple[float, float]]]] = []
     for ax, xlabel, costs in panels:
-        for i, summary in enumerate(summaries):
+        points = [
+            Point(s.config, cost, s.accuracy, min(s.ci_low, s.accuracy), max(s.ci_high, s.accuracy))
+            for s, cost in zip(summaries, costs, strict=True)
+        ]
+        for point, summary in zip(points, summaries, strict=True):
             ax.errorbar(
-                costs[i],
-                accuracy[i],
-                yerr=[[errors[0][i]], [errors[1][i]]],
+                point.x,
+                point.y,
+                yerr=[[point.y - point.low], [point.high - point.y]],
                 fmt="o",
                 color=colours[summary.strategy],
                 ecolor=colours[summary.strategy],
@@ -107,20 +106,15 @@ def plot(summaries: Sequence[Summary], path: Path, title: str) -> list[str]:
                 capsize=3,
                 zorder=3,
             )
-        front = pareto_front(list(zip(costs, accuracy, strict=True)))
-        frontiers.append([(costs[i], accuracy[i]) for i in front])
-        ax.plot(
-            [costs[i] for i in front],
-            [accuracy[i] for i in front],
-            "--",
-            color="0.4",
-            zorder=2,
-        )
+        front = pareto_front([(point.x, point.y) for point in points])
+        frontier = [(points[i].x, points[i].y) for i in front]
+        ax.plot([x for x, _ in frontier], [y for _, y in frontier], "--", color="0.4", zorder=2)
         ax.set_xlabel(xlabel)
         ax.set_ylabel("accuracy (95% CI)")
         ax.set_ylim(-0.02, top)
         ax.margins(x=0.12)
         ax.grid(alpha=0.3)
+        labelling.append((ax, points, frontier))
     handles = [
         Line2D([], [], marker="o", linestyle="", color=colours[name], label=name)
         for name in strategies
@@ -136,11 +130,7 @@ def plot(summaries: Sequence[Summary], path: Path, title: str) -> list[str]:
     figure.suptitle(title, y=0.99)
     figure.subplots_adjust(left=0.05, right=0.98, top=0.84, bottom=0.2, wspace=0.22)
     numbered: list[str] = []
-    for (ax, _, costs), frontier in zip(panels, frontiers, strict=True):
-        points = [
-            Point(s.config, cost, s.accuracy, min(s.ci_low, s.accuracy), max(s.ci_high, s.accuracy))
-            for s, cost in zip(summaries, costs, strict=True)
-        ]
+    for ax, points, frontier in labelling:
         for entry in place_labels(ax, points, frontier):
             if entry not in numbered:
                 numbered.append(entry)
