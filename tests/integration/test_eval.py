@@ -85,6 +85,26 @@ def test_eval_runs_reports_publishes_and_resumes(
     assert requests_served(llamacpp_gateway) == served  # finished items are not asked again
     assert len((out / "items.jsonl").read_text().splitlines()) == 6
 
+    # Other settings on the same folder are refused before anything is asked.
+    reseeded = list(args)
+    reseeded[reseeded.index("--seed") + 1] = "2"
+    other = ponder_eval(*reseeded, cwd=tmp_path)
+    assert other.returncode == 2
+    assert "were asked with seed 1, not 2: give the same --seed or another --out" in other.stderr
+    assert requests_served(llamacpp_gateway) == served
+
+    # The reports again from the items alone: no server named, none started.
+    for name in ("report.md", "summary.csv", "tradeoffs.png"):
+        (out / name).unlink()
+    no_server = [a for a in args if a not in ("--server", llamacpp_gateway.url + "/v1")]
+    again = ponder_eval(*no_server, "--report-only", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert "starting ponder serve" not in again.stderr
+    assert "| direct | 3 |" in (out / "report.md").read_text()
+    assert (out / "tradeoffs.png").read_bytes()[:4] == b"\x89PNG"
+    assert f"model {MODEL}; seed 1; max_tokens 32" in again.stderr
+    assert requests_served(llamacpp_gateway) == served
+
 
 def test_eval_starts_its_own_server_when_given_none(tmp_path: Path) -> None:
     result = ponder_eval(
@@ -115,3 +135,9 @@ def test_eval_refuses_bad_input_clearly(tmp_path: Path) -> None:
     )  # fmt: skip
     assert result.returncode == 2
     assert "baseline 'cot' is not a configuration (direct)" in result.stderr
+    result = ponder_eval(
+        str(SAMPLES / "multiarith.jsonl"), "--strategy", "direct", "--report-only",
+        "--out", str(tmp_path / "empty"), cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "holds no item of these configurations and problems" in result.stderr

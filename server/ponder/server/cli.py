@@ -356,6 +356,14 @@ def evaluate(
             "difference, McNemar's test; default: the one named cot, if any)"
         ),
     ] = None,
+    report_only: Annotated[
+        bool,
+        typer.Option(
+            "--report-only",
+            help="write the reports from the items already in --out and ask nothing (no "
+            "server started; published only to a --server given)",
+        ),
+    ] = False,
 ) -> None:
     """Run a dataset through strategy configurations; report accuracy, latency and tokens."""
     try:
@@ -364,7 +372,8 @@ def evaluate(
         from ponder.clients.evaluation import configs as configurations
         from ponder.clients.evaluation.datasets import DatasetError, load
         from ponder.clients.evaluation.harness import evaluate as run_evaluation
-        from ponder.clients.evaluation.runner import RunOptions
+        from ponder.clients.evaluation.harness import report_only as write_reports
+        from ponder.clients.evaluation.runner import ItemsError, RunOptions
     except ImportError as error:
         typer.echo(
             f"ponder eval needs the eval extra (pip install 'ponder[eval]'): {error}", err=True
@@ -405,6 +414,22 @@ def evaluate(
     if server is not None and not server.rstrip("/").endswith("/v1"):
         server = server.rstrip("/") + "/v1"  # the API's root, as the openai SDK takes it
     _configure_logging("warning")
+    if report_only:
+        try:
+            write_reports(
+                data,
+                chosen,
+                options,
+                folder,
+                console=console,
+                baseline=baseline,
+                publish_to=server if publish else None,
+                api_key=api_key,
+            )
+        except ItemsError as error:
+            typer.echo(f"ponder eval: {error}", err=True)
+            raise typer.Exit(2) from None
+        return
     with contextlib.ExitStack() as stack:
         if server is None:
             settings = load_settings()
@@ -427,19 +452,23 @@ def evaluate(
                 )
                 raise typer.Exit(1) from None
             server = gateway.url + "/v1"
-        asyncio.run(
-            run_evaluation(
-                server,
-                data,
-                chosen,
-                options,
-                folder,
-                console=console,
-                api_key=api_key,
-                publish_results=publish,
-                baseline=baseline,
+        try:
+            asyncio.run(
+                run_evaluation(
+                    server,
+                    data,
+                    chosen,
+                    options,
+                    folder,
+                    console=console,
+                    api_key=api_key,
+                    publish_results=publish,
+                    baseline=baseline,
+                )
             )
-        )
+        except ItemsError as error:
+            typer.echo(f"ponder eval: {error}", err=True)
+            raise typer.Exit(2) from None
 
 
 def _log_file(cache_dir: Path, name: str) -> Path:

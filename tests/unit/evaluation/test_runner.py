@@ -85,6 +85,8 @@ async def test_items_are_recorded_graded_and_resumed(tmp_path: Path) -> None:
     assert records[2]["calls"] == 3
     assert records[2]["finish_reason"] == "stop"
     assert records[2]["details"] == {"rounds": 2, "stopped_after_round": None}
+    # The run's settings, so that a resume or a report with other settings is refused.
+    assert all((r["model"], r["seed"], r["max_tokens"]) == ("m", 7, 64) for r in records.values())
     assert set(load_finished(tmp_path / ITEMS_FILE)) == {(PDR.key, i) for i in (0, 2, 3)}
 
     # An interrupted write leaves half a line; the item it was is asked again.

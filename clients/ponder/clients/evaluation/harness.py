@@ -1,8 +1,10 @@
-"""One evaluation: run, then report (table, CSV, Markdown, plot, server metrics)."""
+"""One evaluation: run, then report (table, CSV, Markdown, plot, server metrics); or
+report the items of an earlier run without asking anything."""
 
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -28,7 +30,15 @@ from ponder.clients.evaluation.report import (
     table,
     write_csv,
 )
-from ponder.clients.evaluation.runner import ITEMS_FILE, Runner, RunOptions, latest_records
+from ponder.clients.evaluation.runner import (
+    ITEMS_FILE,
+    ItemsError,
+    Runner,
+    RunOptions,
+    check_settings,
+    latest_records,
+    recorded_model,
+)
 
 PLOT_FILE = "tradeoffs.png"
 REPORT_FILE = "report.md"
@@ -81,6 +91,7 @@ async def evaluate(
             if not plain:
                 raise RuntimeError(f"{server} serves no model")
             options = replace(options, model=plain[0])
+        check_settings(_records(outputs, dataset, configurations), options, out)
         with Progress(
             TextColumn("{task.description}"),
             BarColumn(),
@@ -100,8 +111,72 @@ async def evaluate(
             runner.on_item = lambda c, _: progress.advance(tasks[c.key])
             for configuration in configurations:
                 await runner.run(configuration)
-    wanted = {p.id for p in dataset.problems}
-    records = [r for r in latest_records(outputs.items).values() if r["item"] in wanted]
+    return write_reports(
+        dataset,
+        configurations,
+        options,
+        outputs,
+        console=console,
+        baseline=baseline,
+        publish_to=server if publish_results else None,
+        api_key=api_key,
+    )
+
+
+def report_only(
+    dataset: Dataset,
+    configurations: Sequence[Configuration],
+    options: RunOptions,
+    out: Path,
+    *,
+    console: Console,
+    baseline: str | None = None,
+    publish_to: str | None = None,
+    api_key: str | None = None,
+) -> list[Summary]:
+    """The reports of the items already in ``out``, asking nothing: a report redrawn, or
+    the results of a finished run published again, with no engine running."""
+    outputs = Outputs(out)
+    records = _records(outputs, dataset, configurations)
+    if not records:
+        raise ItemsError(f"{outputs.items} holds no item of these configurations and problems")
+    if options.model is None:
+        model = recorded_model(records)
+        if model is None:  # written before records named their model
+            raise ItemsError(f"the items in {out} do not name their model: give --model")
+        options = replace(options, model=model)
+    check_settings(records, options, out)
+    answered = Counter(r["config_key"] for r in records if not r.get("error"))
+    for configuration in configurations:
+        count, total = answered[configuration.key], len(dataset.problems)
+        if count < total:  # a run still going, or stopped: say so rather than look finished
+            console.print(f"[yellow]{configuration.name}: {count} of {total} problems answered[/]")
+    return write_reports(
+        dataset,
+        configurations,
+        options,
+        outputs,
+        console=console,
+        baseline=baseline,
+        publish_to=publish_to,
+        api_key=api_key,
+    )
+
+
+def write_reports(
+    dataset: Dataset,
+    configurations: Sequence[Configuration],
+    options: RunOptions,
+    outputs: Outputs,
+    *,
+    console: Console,
+    baseline: str | None,
+    publish_to: str | None,
+    api_key: str | None,
+) -> list[Summary]:
+    """summary.csv, report.md, the plot, frontier.json and the terminal table from the
+    items in ``outputs``; the results sent to ``publish_to``'s metrics when given."""
+    records = _records(outputs, dataset, configurations)
     summaries = summarise(configurations, records)
     write_csv(summaries, outputs.summary)
     against = _against(baseline, configurations, records)
@@ -123,14 +198,27 @@ async def evaluate(
         f"items: {outputs.items}\nsummary: {outputs.summary}\nplot: {outputs.plot}\n"
         f"frontier (ponder serve --frontier): {outputs.frontier}"
     )
-    if publish_results and report["results"]:
+    if publish_to is not None and report["results"]:
         try:
-            publish(server, report, api_key)
+            publish(publish_to, report, api_key)
         except httpx.HTTPError as error:  # the results are on disk; the metrics can wait
-            console.print(f"[yellow]could not publish the results to {server}: {error}[/]")
+            console.print(f"[yellow]could not publish the results to {publish_to}: {error}[/]")
         else:
-            console.print(f"published to {server.rstrip('/')}/eval/results (ponder_eval_*)")
+            console.print(f"published to {publish_to.rstrip('/')}/eval/results (ponder_eval_*)")
     return summaries
+
+
+def _records(
+    outputs: Outputs, dataset: Dataset, configurations: Sequence[Configuration]
+) -> list[dict[str, Any]]:
+    """The latest record of each of these configurations' items on these problems."""
+    wanted = {p.id for p in dataset.problems}
+    keys = {c.key for c in configurations}
+    return [
+        r
+        for r in latest_records(outputs.items).values()
+        if r["item"] in wanted and r["config_key"] in keys
+    ]
 
 
 def _against(

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -59,6 +59,34 @@ def latest_records(path: Path) -> dict[tuple[str, int], dict[str, Any]]:
             continue
         latest[key] = record
     return latest
+
+
+#: The run's settings each record keeps: items asked with other settings are another run.
+RUN_SETTINGS = ("model", "seed", "max_tokens")
+
+
+class ItemsError(ValueError):
+    """The items in an output folder cannot serve as asked (other settings, no model)."""
+
+
+def check_settings(records: Iterable[dict[str, Any]], options: RunOptions, folder: Path) -> None:
+    """Refuse to mix runs: every record that names a setting must name ``options``' value.
+
+    Records written before the settings were recorded name none and pass.
+    """
+    for record in records:
+        for name in RUN_SETTINGS:
+            if name in record and record[name] != getattr(options, name):
+                option = "--" + name.replace("_", "-")
+                raise ItemsError(
+                    f"the items in {folder} were asked with {name} {record[name]!r}, not "
+                    f"{getattr(options, name)!r}: give the same {option} or another --out"
+                )
+
+
+def recorded_model(records: Iterable[dict[str, Any]]) -> str | None:
+    """The model the records were asked of, if they name one."""
+    return next((r["model"] for r in records if r.get("model")), None)
 
 
 def load_finished(path: Path) -> dict[tuple[str, int], dict[str, Any]]:
@@ -119,6 +147,7 @@ class Runner:
             "item": problem.id,
             "question": problem.question,
             "gold": problem.gold,
+            **{name: getattr(options, name) for name in RUN_SETTINGS},
         }
         request: dict[str, Any] = {"trace": options.trace}
         if configuration.budget is not None:
