@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -39,6 +40,9 @@ class FakeReplica:
         self.reject = False
         self.hung = False
         self.health_delay = 0.0
+        #: Health checks still to fail as on a kept-alive connection the engine dropped.
+        self.health_drops = 0
+        self.health_status = 200
         self.chat_calls = 0
 
     async def __call__(self, request: httpx.Request) -> httpx.Response:
@@ -46,7 +50,10 @@ class FakeReplica:
             raise httpx.ConnectError("refused")
         if request.url.path == "/health":
             await asyncio.sleep(self.health_delay)
-            return httpx.Response(200, json={"status": "ok"})
+            if self.health_drops:
+                self.health_drops -= 1
+                raise httpx.RemoteProtocolError("Server disconnected")
+            return httpx.Response(self.health_status, json={"status": "ok"})
         if request.url.path == "/v1/models":
             return httpx.Response(200, json={"data": [{"id": "m", "owned_by": "vllm"}]})
         self.chat_calls += 1
@@ -301,6 +308,46 @@ async def test_a_replica_that_refuses_a_health_check_is_down_at_once() -> None:
     a.up = False
     await pool.check()
     assert not pool.ready
+    await pool.aclose()
+
+
+async def test_a_health_check_on_a_dropped_connection_is_tried_once_more(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    a = FakeReplica("a")
+    pool = make_pool(a)
+    await pool.check()
+    caplog.set_level(logging.INFO, logger="ponder.server.engines")
+    a.health_drops = 1
+    await pool.check()
+    assert pool.ready, "one dropped connection is not a dead engine"
+    assert "health check of http://a failed once (" in caplog.text
+    assert "is down" not in caplog.text
+    a.health_drops = 2
+    await pool.check()
+    assert not pool.ready
+    assert "engine http://a is down: " in caplog.text
+    assert "Server disconnected" in caplog.text.split("is down: ")[1]
+    await pool.aclose()
+
+
+async def test_why_a_replica_is_down_is_logged(caplog: pytest.LogCaptureFixture) -> None:
+    a = FakeReplica("a")
+    pool = make_pool(a, silences=2)
+    await pool.check()
+    caplog.set_level(logging.INFO, logger="ponder.server.engines")
+    a.health_status = 503
+    await pool.check()
+    assert not pool.ready
+    assert 'engine http://a is down: /health answered 503: {"status":"ok"}' in caplog.text
+    a.health_status = 200
+    await pool.check()
+    assert "engine http://a is up" in caplog.text
+    a.health_delay = 1.0
+    await pool.check()
+    await pool.check()
+    assert not pool.ready
+    assert "is down: no answer to /health within 0.1 s, 2 time(s) in a row" in caplog.text
     await pool.aclose()
 
 

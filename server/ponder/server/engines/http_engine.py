@@ -10,7 +10,7 @@ import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import replace
 from enum import StrEnum
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import httpx
 
@@ -64,6 +64,12 @@ class Probe(StrEnum):
     #: No answer in time: hung, or only busy (llama.cpp can answer /health late while
     #: it processes a large batch of prompts).
     SILENT = "silent"
+
+
+class ProbeResult(NamedTuple):
+    state: Probe
+    #: Why the replica is not up: the status and the start of the body, or the error.
+    reason: str = ""
 
 
 class EngineKind(StrEnum):
@@ -180,18 +186,28 @@ class HTTPEngine:
         vocabulary = (entry.get("meta") or {}).get("n_vocab")
         self.vocabulary = int(vocabulary) if isinstance(vocabulary, int) else None
 
-    async def probe(self, seconds: float = 5.0) -> Probe:
+    async def probe(self, seconds: float = 5.0) -> ProbeResult:
         """Whether the replica answers within ``seconds`` (vLLM and llama.cpp both serve
-        /health)."""
+        /health), and why not when it does not."""
         path = "/v1/models" if self.kind is EngineKind.OPENAI else "/health"
         try:
             async with asyncio.timeout(seconds):
-                status, _ = await self._transport.get(path)
+                try:
+                    status, body = await self._transport.get(path)
+                except EngineUnavailable as error:
+                    # A kept-alive connection the engine closed as the check went out fails
+                    # as a dead engine does; a second try on another connection tells them
+                    # apart (a dead engine refuses it too).
+                    status, body = await self._transport.get(path)
+                    logger.info("health check of %s failed once (%s)", self.base_url, error)
         except (TimeoutError, EngineTimeout):
-            return Probe.SILENT
-        except EngineError:
-            return Probe.DOWN
-        return Probe.UP if status == 200 else Probe.DOWN
+            return ProbeResult(Probe.SILENT, f"no answer to {path} within {seconds:g} s")
+        except EngineError as error:
+            return ProbeResult(Probe.DOWN, str(error))
+        if status == 200:
+            return ProbeResult(Probe.UP)
+        said = body[:200].decode("utf-8", "replace")
+        return ProbeResult(Probe.DOWN, f"{path} answered {status}: {said}")
 
     # -- generation ------------------------------------------------------------
 

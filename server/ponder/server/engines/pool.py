@@ -146,10 +146,11 @@ class EnginePool:
     async def _check_one(self, replica: HTTPEngine) -> None:
         if id(replica) not in self._healthy:
             return  # retired while the check ran
-        probe = await replica.probe(self.health_timeout)
+        probe, reason = await replica.probe(self.health_timeout)
         if probe is Probe.SILENT:
             silences = self._silences[id(replica)] = self._silences.get(id(replica), 0) + 1
             healthy = self._healthy.get(id(replica), False) and silences < self.health_silences
+            reason = f"{reason}, {silences} time(s) in a row"
         else:
             self._silences.pop(id(replica), None)
             healthy = probe is Probe.UP
@@ -160,10 +161,14 @@ class EnginePool:
             except Exception as error:
                 logger.warning("cannot discover %s yet: %s", replica.base_url, error)
                 healthy = False
+                reason = f"not discovered: {error}"
         if id(replica) not in self._healthy:
             return
         if healthy != self._healthy[id(replica)]:
-            logger.info("engine %s is %s", replica.base_url, "up" if healthy else "down")
+            if healthy:
+                logger.info("engine %s is up", replica.base_url)
+            else:
+                logger.info("engine %s is down: %s", replica.base_url, reason)
         self._healthy[id(replica)] = healthy
 
     async def _watch(self) -> None:
