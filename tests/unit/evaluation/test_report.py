@@ -187,3 +187,42 @@ def test_a_label_takes_its_first_place_when_the_drawn_panel_has_room_for_it() ->
         assert box.y0 > y
     finally:
         plt.close(figure)
+
+
+def test_a_label_nearer_another_marker_than_its_own_is_joined_to_its_own() -> None:
+    # SmolLM2's latency panel (docs/evaluation.md): with the plain rule, sr's label sat
+    # left of its marker and under cot's, and read as cot's.
+    points = [
+        Point("direct", 5.58, 0.01, 0.002, 0.054),
+        Point("cot", 10.16, 0.0, 0.0, 0.037),
+        Point("successive", 38.53, 0.02, 0.006, 0.07),
+        Point("plan_and_solve variant=ps_plus", 11.13, 0.04, 0.016, 0.098),
+        Point("self_consistency n=8", 35.97, 0.0, 0.0, 0.037),
+        Point("sr rounds=2", 26.63, 0.0, 0.0, 0.037),
+        Point("pdr schedule=[4,2,1]", 105.36, 0.01, 0.002, 0.054),
+    ]
+    frontier = [(5.58, 0.01), (11.13, 0.04)]
+    figure, ax = labelled_panel(points, frontier)
+    ax.set_ylim(-0.02, 0.17)
+    try:
+        assert place_labels(ax, points, frontier) == []
+        figure.canvas.draw()
+        renderer = figure.canvas.get_renderer()
+        anchors = [ax.transData.transform((p.x, p.y)) for p in points]
+        for text in ax.texts:
+            i = next(j for j, p in enumerate(points) if p.name == text.get_text())
+            box = text.get_window_extent(renderer)
+
+            def distance(anchor: Any, box: Bbox = box) -> float:
+                x, y = anchor
+                dx = max(box.x0 - x, 0.0, x - box.x1)
+                dy = max(box.y0 - y, 0.0, y - box.y1)
+                return float((dx * dx + dy * dy) ** 0.5)
+
+            for j, anchor in enumerate(anchors):
+                if j != i and distance(anchor) <= distance(anchors[i]):
+                    assert text.arrow_patch is not None, (
+                        f"{points[i].name}'s label is as near {points[j].name} with no line"
+                    )
+    finally:
+        plt.close(figure)

@@ -5,8 +5,9 @@ per strategy (the legend names them), every configuration labelled; the
 Pareto-optimal ones (no other is both cheaper and at least as accurate) are
 joined by a dashed line, as in the PDR paper. Labels are placed where they
 cover no other label, marker or error bar and stay inside the panel, off the
-frontier's line where there is room; a label placed away from its marker is
-joined to it by a thin line; one that fits nowhere is numbered, and the
+frontier's line and nearer their own marker than any other where there is
+room; a label placed away from its marker, or nearer another, is joined to it
+by a thin line; one that fits nowhere is numbered, and the
 numbers are listed under the figure.
 """
 
@@ -37,6 +38,8 @@ DIRECTIONS = ((1, 1), (1, -1), (-1, 1), (-1, -1), (0, 1), (0, -1), (1, 0), (-1, 
 #: line joins the label to its marker so that a distant label still names its point.
 DISTANCES = (6, 18, 30, 44, 60)
 LEADER_FROM = 18
+#: How much nearer its own marker than any other a label must be to need no line (pixels).
+CLEARLY = 4.0
 
 
 def _offsets() -> tuple[tuple[int, int, str, str], ...]:
@@ -136,7 +139,7 @@ def plot(summaries: Sequence[Summary], path: Path, title: str) -> list[str]:
                 numbered.append(entry)
     if numbered:
         figure.text(0.05, 0.02, "   ".join(numbered), fontsize=8, va="bottom", wrap=True)
-    figure.savefig(path, dpi=120)
+    figure.savefig(path, dpi=120, bbox_inches="tight", pad_inches=0.15)  # no blank margins
     plt.close(figure)
     return numbered
 
@@ -147,10 +150,12 @@ def place_labels(
     """Annotate each point; returns the labels that had to be numbered.
 
     A label covers no other label, no marker and no error bar, and stays inside
-    the panel. Where some place allows it, it is also kept off the frontier's
-    line and off the leader lines of distant labels, and its own leader crosses
-    no label and no other point's marker or interval (a line through text is
-    hard to read, but a label there beats a number)."""
+    the panel. Beside its marker it must be clearly nearer that marker than any
+    other, or it would name another point; a label placed farther is joined to
+    its marker by a leader line. Where some place allows it, a label is also
+    kept off the frontier's line and off the leader lines of distant labels, and
+    its own leader crosses no label and no other point's marker or interval (a
+    line through text is hard to read, but a label there beats a number)."""
     # Autoscaling (the margins) is applied lazily: reading the limits applies it, so
     # that the places measured here are where the points are drawn.
     ax.get_xlim()
@@ -158,23 +163,30 @@ def place_labels(
     renderer = ax.figure.canvas.get_renderer()  # type: ignore[attr-defined]
     inside = ax.get_window_extent(renderer)
     marks = [_marks(ax, point) for point in points]
+    anchors = [_anchor(ax, point) for point in points]
     taken = [box for boxes in marks for box in boxes]
     lines = [LinePath(ax.transData.transform(frontier))] if len(frontier) > 1 else []
     labels: list[Bbox] = []
     numbered: list[str] = []
     for index, point in enumerate(points):
         others = [box for j, boxes in enumerate(marks) if j != index for box in boxes]
-        ax_x, ax_y = ax.transData.transform((point.x, point.y))
-        anchor = (float(ax_x), float(ax_y))
+        anchor = anchors[index]
         spots = [
             (offset, box)
             for offset in OFFSETS
             if _contains(inside, box := _extent(ax, point, offset, renderer))
             and not any(box.overlaps(other) for other in taken)
         ]
-        clear = [
+        # A label by its marker names it only when no other marker is as near; a distant
+        # label is named by its leader line.
+        named = [
             (offset, box)
             for offset, box in spots
+            if _leads(offset) or _nearest_is_own(index, box, anchors)
+        ]
+        clear = [
+            (offset, box)
+            for offset, box in named
             if not any(line.intersects_bbox(box, filled=False) for line in lines)
             and not (
                 _leads(offset)
@@ -184,11 +196,12 @@ def place_labels(
                 )
             )
         ]
-        if clear or spots:
-            offset, box = (clear or spots)[0]
+        if spots:
+            offset, box = (clear or named or spots)[0]
             dx, dy, ha, va = offset
-            _annotate(ax, point, point.name, (dx, dy), ha, va, 8, leader=_leads(offset))
-            if _leads(offset):
+            leads = _leads(offset) or not _nearest_is_own(index, box, anchors)
+            _annotate(ax, point, point.name, (dx, dy), ha, va, 8, leader=leads)
+            if leads:
                 lines.append(_leader(anchor, box))
             taken.append(box)
             labels.append(box)
@@ -203,6 +216,27 @@ def place_labels(
 def _leads(offset: tuple[int, int, str, str]) -> bool:
     """Whether a label this far from its marker is joined to it by a line."""
     return max(abs(offset[0]), abs(offset[1])) >= LEADER_FROM
+
+
+def _anchor(ax: Axes, point: Point) -> tuple[float, float]:
+    """The marker's centre in display units."""
+    x, y = ax.transData.transform((point.x, point.y))
+    return float(x), float(y)
+
+
+def _gap(anchor: tuple[float, float], box: Bbox) -> float:
+    """How far ``box`` is from ``anchor`` (0 when it covers it), in display units."""
+    x, y = anchor
+    dx = max(box.x0 - x, 0.0, x - box.x1)
+    dy = max(box.y0 - y, 0.0, y - box.y1)
+    return float((dx * dx + dy * dy) ** 0.5)
+
+
+def _nearest_is_own(index: int, box: Bbox, anchors: Sequence[tuple[float, float]]) -> bool:
+    """Whether the label at ``box`` is clearly nearer its own marker, ``index``, than any
+    other (a tie reads as either's)."""
+    own = _gap(anchors[index], box)
+    return all(_gap(a, box) > own + CLEARLY for j, a in enumerate(anchors) if j != index)
 
 
 def _leader(anchor: tuple[float, float], box: Bbox) -> LinePath:
