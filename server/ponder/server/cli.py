@@ -471,6 +471,46 @@ def evaluate(
             raise typer.Exit(2) from None
 
 
+@app.command("compare")
+def compare(
+    folders: Annotated[
+        list[Path], typer.Argument(help="ponder eval output folders, one per dataset")
+    ],
+    baseline: Annotated[
+        str | None,
+        typer.Option(help="the configuration the others are compared with, problem by problem"),
+    ] = "cot",
+    config: Annotated[
+        list[str] | None,
+        typer.Option("--config", help="a configuration to report, by name (repeat; default: all)"),
+    ] = None,
+    limit: Annotated[
+        int | None, typer.Option(help="the first N problems of each folder", min=1)
+    ] = None,
+) -> None:
+    """Several evaluations read as one: accuracy over all their problems and the paired
+    difference from a baseline (McNemar's test), as a Markdown table."""
+    try:
+        from ponder.clients.evaluation.pooled import compare as compare_pool
+        from ponder.clients.evaluation.pooled import pool
+        from ponder.clients.evaluation.report import markdown
+        from ponder.clients.evaluation.runner import ItemsError
+    except ImportError as error:
+        typer.echo(
+            f"ponder compare needs the eval extra (pip install 'ponder[eval]'): {error}", err=True
+        )
+        raise typer.Exit(2) from None
+    try:
+        pooled = pool(folders, config, limit)
+        summaries, against = compare_pool(pooled, baseline)
+    except ItemsError as error:
+        typer.echo(f"ponder compare: {error}", err=True)
+        raise typer.Exit(2) from None
+    sizes = ", ".join(f"{folder}: {count}" for folder, count in pooled.problems.items())
+    typer.echo(f"Problems per folder: {sizes}.\n")
+    typer.echo(markdown(summaries, against), nl=False)
+
+
 def _log_file(cache_dir: Path, name: str) -> Path:
     folder = cache_dir / "logs"
     folder.mkdir(parents=True, exist_ok=True)

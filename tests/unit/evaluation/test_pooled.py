@@ -1,0 +1,85 @@
+"""Several evaluation folders read as one: items kept apart by dataset, configurations
+matched by name and parameters, paired differences over the pool."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from ponder.clients.evaluation.configs import Configuration
+from ponder.clients.evaluation.pooled import compare, pool
+from ponder.clients.evaluation.runner import ITEMS_FILE, ItemsError
+from ponder.server.cli import app
+from tests.unit.evaluation.test_report import record
+
+COT = Configuration("cot", "cot")
+VOTE = Configuration("vote", "self_consistency", {"n": 4})
+
+
+def folder(path: Path, right: list[tuple[Configuration, set[int]]], problems: int = 4) -> Path:
+    """An evaluation folder where each configuration answers ``right`` correctly."""
+    path.mkdir()
+    lines = [
+        {
+            **record(c, item, item in chosen),
+            "strategy": c.strategy,
+            "params": dict(c.params),
+        }
+        for c, chosen in right
+        for item in range(problems)
+    ]
+    (path / ITEMS_FILE).write_text("".join(json.dumps(r) + "\n" for r in lines))
+    return path
+
+
+def test_items_of_two_datasets_are_pooled_and_paired_apart(tmp_path: Path) -> None:
+    # Item 0 is right for cot in one dataset and wrong in the other: kept apart, it is
+    # one problem gained and one lost, where merged it would be one problem.
+    a = folder(tmp_path / "a", [(COT, {0}), (VOTE, {1, 2})])
+    b = folder(tmp_path / "b", [(COT, set()), (VOTE, {0, 1, 3})])
+    pooled = pool([a, b])
+    assert [c.name for c in pooled.configurations] == ["cot", "vote"]
+    assert pooled.problems == {str(a): 4, str(b): 4}
+    summaries, against = compare(pooled, "cot")
+    assert [(s.config, s.items, s.correct) for s in summaries] == [("cot", 8, 1), ("vote", 8, 5)]
+    vote = against[1]
+    assert vote is not None
+    assert (vote.items, vote.gained, vote.lost) == (8, 5, 1)
+    assert against[0] is not None
+    assert against[0].config == against[0].baseline
+
+
+def test_a_configuration_run_with_other_parameters_is_not_the_same(tmp_path: Path) -> None:
+    other_vote = Configuration("vote", "self_consistency", {"n": 8})
+    a = folder(tmp_path / "a", [(COT, {0}), (VOTE, {1})])
+    b = folder(tmp_path / "b", [(COT, {0}), (other_vote, {1})])
+    assert [c.name for c in pool([a, b]).configurations] == ["cot"]
+    with pytest.raises(ItemsError, match="not run with the same parameters in every folder: vote"):
+        pool([a, b], ["cot", "vote"])
+    with pytest.raises(ItemsError, match="baseline 'vote' is not a configuration"):
+        compare(pool([a, b]), "vote")
+
+
+def test_the_first_problems_of_each_folder(tmp_path: Path) -> None:
+    a = folder(tmp_path / "a", [(COT, {0, 3})], problems=4)
+    summaries, _ = compare(pool([a], limit=2), None)
+    assert [(s.items, s.correct) for s in summaries] == [(2, 1)]
+    with pytest.raises(ItemsError, match="holds no item"):
+        pool([tmp_path / "missing"])
+
+
+def test_ponder_compare_prints_the_pooled_table(tmp_path: Path) -> None:
+    a = folder(tmp_path / "a", [(COT, {0}), (VOTE, {1, 2})])
+    b = folder(tmp_path / "b", [(COT, set()), (VOTE, {0, 1, 3})])
+    result = CliRunner().invoke(app, ["compare", str(a), str(b)])
+    assert result.exit_code == 0, result.output
+    assert "| vote | 8 | 62.5%" in result.output
+    assert "5 gained, 1 lost |" in result.output
+    refused = CliRunner().invoke(app, ["compare", str(a), "--baseline", "direct"])
+    assert refused.exit_code == 2
+    assert "baseline 'direct' is not a configuration of every folder (cot, vote)" in (
+        refused.output
+    )
