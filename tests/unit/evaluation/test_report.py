@@ -13,6 +13,7 @@ from matplotlib.transforms import Bbox
 from ponder.clients.evaluation.configs import Configuration
 from ponder.clients.evaluation.plot import Point, place_labels, plot
 from ponder.clients.evaluation.report import (
+    holm,
     label,
     markdown,
     mcnemar_exact,
@@ -108,9 +109,17 @@ def test_paired_comparison_against_the_baseline_uses_shared_items_only() -> None
     assert result[base.key].gained == result[base.key].lost == 0
     summaries = summarise([base, other], records)
     table = markdown(summaries, [result[base.key], result[other.key]])
-    assert "vs cot: difference (95% CI) | McNemar p |" in table
+    assert "vs cot: difference (95% CI) | McNemar p | Holm p |" in table
     assert "| +11.1% (" in table
-    assert "4 gained, 3 lost | 1 |" in table
+    assert "4 gained, 3 lost | 1 | 1 |" in table
+
+
+def test_holm_adjusts_each_p_value_for_the_family_in_the_order_given() -> None:
+    # Step-down: the smallest times 4, the next times 3, ..., never below the one before.
+    adjusted = holm([0.04, 0.001, 0.03, 0.5])
+    assert adjusted == pytest.approx([0.09, 0.004, 0.09, 0.5])
+    assert holm([]) == []
+    assert holm([0.6, 0.7]) == pytest.approx([1.0, 1.0])  # capped at 1
 
 
 def test_the_plot_labels_every_point_without_overlap(tmp_path: Path) -> None:

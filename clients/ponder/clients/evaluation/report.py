@@ -92,6 +92,19 @@ def mcnemar_exact(gained: int, lost: int) -> float:
     return min(1.0, 2.0 * tail / float(2**discordant))
 
 
+def holm(p_values: Sequence[float]) -> list[float]:
+    """Holm's step-down adjustment, in the order given: each p-value as the family of all
+    of them allows (reject where the adjusted value is below the level). A report compares
+    every configuration with the baseline, so one small p among many can be chance."""
+    order = sorted(range(len(p_values)), key=lambda i: p_values[i])
+    adjusted = [0.0] * len(p_values)
+    running = 0.0
+    for rank, index in enumerate(order):
+        running = max(running, min(1.0, (len(p_values) - rank) * p_values[index]))
+        adjusted[index] = running
+    return adjusted
+
+
 def paired(
     baseline: Configuration,
     configurations: Sequence[Configuration],
@@ -205,17 +218,24 @@ def table(summaries: Sequence[Summary], title: str) -> Table:
 
 def markdown(summaries: Sequence[Summary], against: Sequence[Paired | None] | None = None) -> str:
     """The report table as Markdown (for docs); with ``against``, each row's paired
-    difference from the baseline, its 95% interval and McNemar's p-value."""
+    difference from the baseline, its 95% interval, McNemar's p-value, and that p-value
+    adjusted by Holm's method over the rows compared."""
     paired_columns = against is not None and any(p is not None for p in against)
     head = (
         "| configuration | n | accuracy (95% CI) | latency mean / p50 / p95 (s) "
         "| sequential tokens (B_seq) | all tokens (B_total) | calls | errors |"
     )
     rule = "| --- | --: | --: | --: | --: | --: | --: | --: |"
+    adjusted: dict[int, float] = {}
     if paired_columns:
         baseline = next(p for p in against or () if p is not None).baseline
-        head += f" vs {baseline}: difference (95% CI) | McNemar p |"
-        rule += " --: | --: |"
+        head += f" vs {baseline}: difference (95% CI) | McNemar p | Holm p |"
+        rule += " --: | --: | --: |"
+        compared = [
+            (i, p) for i, p in enumerate(against or ()) if p is not None and p.config != p.baseline
+        ]
+        family = holm([p.p_value for _, p in compared])
+        adjusted = {i: value for (i, _), value in zip(compared, family, strict=True)}
     lines = [head, rule]
     for index, s in enumerate(summaries):
         row = (
@@ -227,12 +247,12 @@ def markdown(summaries: Sequence[Summary], against: Sequence[Paired | None] | No
         if paired_columns:
             p = against[index] if against is not None else None
             if p is None or p.config == p.baseline:
-                row += " — | — |"
+                row += " — | — | — |"
             else:
                 low, high = p.interval
                 row += (
                     f" {p.difference:+.1%} ({low:+.1%} to {high:+.1%}), {p.gained} gained, "
-                    f"{p.lost} lost | {p.p_value:.3g} |"
+                    f"{p.lost} lost | {p.p_value:.3g} | {adjusted[index]:.3g} |"
                 )
         lines.append(row)
     return "\n".join(lines) + "\n"
