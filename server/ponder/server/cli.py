@@ -482,14 +482,18 @@ def compare(
     ] = "cot",
     config: Annotated[
         list[str] | None,
-        typer.Option("--config", help="a configuration to report, by name (repeat; default: all)"),
+        typer.Option(
+            "--config",
+            help="a configuration to report, by name (repeat; default: every one all folders ran)",
+        ),
     ] = None,
     limit: Annotated[
         int | None, typer.Option(help="the first N problems of each folder", min=1)
     ] = None,
 ) -> None:
     """Several evaluations read as one: accuracy over all their problems and the paired
-    difference from a baseline (McNemar's test), as a Markdown table."""
+    difference from a baseline (McNemar's test, and Holm's adjustment over the rows), as a
+    Markdown table."""
     try:
         from ponder.clients.evaluation.pooled import compare as compare_pool
         from ponder.clients.evaluation.pooled import pool
