@@ -372,7 +372,7 @@ def evaluate(
         from ponder.clients.evaluation import configs as configurations
         from ponder.clients.evaluation.datasets import DatasetError, load
         from ponder.clients.evaluation.harness import evaluate as run_evaluation
-        from ponder.clients.evaluation.harness import report_only as write_reports
+        from ponder.clients.evaluation.harness import report_only as report_from_items
         from ponder.clients.evaluation.runner import ItemsError, RunOptions
     except ImportError as error:
         typer.echo(
@@ -416,7 +416,7 @@ def evaluate(
     _configure_logging("warning")
     if report_only:
         try:
-            write_reports(
+            report_from_items(
                 data,
                 chosen,
                 options,

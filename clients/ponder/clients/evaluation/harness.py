@@ -26,6 +26,7 @@ from ponder.clients.evaluation.report import (
     markdown,
     paired,
     publish,
+    row_by_row,
     summarise,
     table,
     write_csv,
@@ -116,6 +117,7 @@ async def evaluate(
         configurations,
         options,
         outputs,
+        _records(outputs, dataset, configurations),  # read again: the run added items
         console=console,
         baseline=baseline,
         publish_to=server if publish_results else None,
@@ -156,6 +158,7 @@ def report_only(
         configurations,
         options,
         outputs,
+        records,
         console=console,
         baseline=baseline,
         publish_to=publish_to,
@@ -168,22 +171,20 @@ def write_reports(
     configurations: Sequence[Configuration],
     options: RunOptions,
     outputs: Outputs,
+    records: list[dict[str, Any]],
     *,
     console: Console,
     baseline: str | None,
     publish_to: str | None,
     api_key: str | None,
 ) -> list[Summary]:
-    """summary.csv, report.md, the plot, frontier.json and the terminal table from the
-    items in ``outputs``; the results sent to ``publish_to``'s metrics when given."""
-    records = _records(outputs, dataset, configurations)
+    """summary.csv, report.md, the plot, frontier.json and the terminal table from
+    ``records`` (the items of ``outputs``); the results sent to ``publish_to``'s metrics
+    when given."""
     summaries = summarise(configurations, records)
     write_csv(summaries, outputs.summary)
     against = _against(baseline, configurations, records)
-    by_name = {c.name: c.key for c in configurations}
-    outputs.report.write_text(
-        markdown(summaries, [against.get(by_name[s.config]) for s in summaries])
-    )
+    outputs.report.write_text(markdown(summaries, row_by_row(summaries, configurations, against)))
     title = (
         f"{dataset.name}, first {len(dataset.problems)} problems; model {options.model}; "
         f"seed {options.seed if options.seed is not None else 'none'}; max_tokens "

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ponder.clients.evaluation.configs import Configuration
-from ponder.clients.evaluation.report import Paired, Summary, paired, summarise
+from ponder.clients.evaluation.report import Paired, Summary, paired, row_by_row, summarise
 from ponder.clients.evaluation.runner import ITEMS_FILE, ItemsError, latest_records
 
 
@@ -90,5 +90,4 @@ def compare(pooled: Pool, baseline: str | None) -> tuple[list[Summary], list[Pai
         names = ", ".join(c.name for c in pooled.configurations)
         raise ItemsError(f"baseline {baseline!r} is not a configuration of every folder ({names})")
     against = paired(chosen, pooled.configurations, pooled.records)
-    by_name = {c.name: c.key for c in pooled.configurations}
-    return summaries, [against.get(by_name[s.config]) for s in summaries]
+    return summaries, row_by_row(summaries, pooled.configurations, against)

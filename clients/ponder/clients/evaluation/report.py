@@ -133,6 +133,17 @@ def paired(
     return result
 
 
+def row_by_row(
+    summaries: Sequence[Summary],
+    configurations: Sequence[Configuration],
+    comparisons: dict[str, Paired],
+) -> list[Paired | None]:
+    """``comparisons`` (by configuration key) in the summaries' order, as ``markdown``
+    takes them."""
+    keys = {c.name: c.key for c in configurations}
+    return [comparisons.get(keys[s.config]) for s in summaries]
+
+
 def summarise(
     configurations: Sequence[Configuration], records: Iterable[dict[str, Any]]
 ) -> list[Summary]:
