@@ -490,14 +490,22 @@ def compare(
     limit: Annotated[
         int | None, typer.Option(help="the first N problems of each folder", min=1)
     ] = None,
+    against: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--against",
+            help="also compare every configuration with this one (repeat); a second table "
+            "lists every pair read, the baseline's included, with Holm's adjustment over all",
+        ),
+    ] = None,
 ) -> None:
     """Several evaluations read as one: accuracy over all their problems and the paired
     difference from a baseline (McNemar's test, and Holm's adjustment over the rows), as a
-    Markdown table."""
+    Markdown table; with --against, every pair read as one family."""
     try:
         from ponder.clients.evaluation.pooled import compare as compare_pool
-        from ponder.clients.evaluation.pooled import pool
-        from ponder.clients.evaluation.report import markdown
+        from ponder.clients.evaluation.pooled import pairs, pool
+        from ponder.clients.evaluation.report import markdown, pairs_markdown
         from ponder.clients.evaluation.runner import ItemsError
     except ImportError as error:
         typer.echo(
@@ -506,13 +514,18 @@ def compare(
         raise typer.Exit(2) from None
     try:
         pooled = pool(folders, config, limit)
-        summaries, against = compare_pool(pooled, baseline)
+        summaries, rows = compare_pool(pooled, baseline)
+        references = [*([baseline] if baseline else []), *(against or [])]
+        family = pairs(pooled, references) if against else []
     except ItemsError as error:
         typer.echo(f"ponder compare: {error}", err=True)
         raise typer.Exit(2) from None
     sizes = ", ".join(f"{folder}: {count}" for folder, count in pooled.problems.items())
     typer.echo(f"Problems per folder: {sizes}.\n")
-    typer.echo(markdown(summaries, against), nl=False)
+    typer.echo(markdown(summaries, rows), nl=False)
+    if family:
+        typer.echo(f"\nEvery pair read against {', '.join(dict.fromkeys(references))}:\n")
+        typer.echo(pairs_markdown(family), nl=False)
 
 
 def _log_file(cache_dir: Path, name: str) -> Path:

@@ -10,7 +10,8 @@ import pytest
 from typer.testing import CliRunner
 
 from ponder.clients.evaluation.configs import Configuration
-from ponder.clients.evaluation.pooled import compare, pool
+from ponder.clients.evaluation.pooled import compare, pairs, pool
+from ponder.clients.evaluation.report import Paired, pairs_markdown
 from ponder.clients.evaluation.runner import ITEMS_FILE, ItemsError
 from ponder.server.cli import app
 from tests.unit.evaluation.test_report import record
@@ -83,3 +84,50 @@ def test_ponder_compare_prints_the_pooled_table(tmp_path: Path) -> None:
     assert "baseline 'direct' is not a configuration of every folder (cot, vote)" in (
         refused.output
     )
+
+
+DIRECT = Configuration("direct", "direct")
+
+
+def test_every_pair_read_against_several_configurations_once(tmp_path: Path) -> None:
+    a = folder(
+        tmp_path / "a",
+        [(COT, {0}), (VOTE, {0, 1, 2, 3, 4, 5, 6, 7}), (DIRECT, {1, 2})],
+        problems=8,
+    )
+    family = pairs(pool([a]), ["cot", "direct", "cot"])
+    # vote-cot, direct-cot, then vote-direct: direct-cot is not read again from direct's side.
+    assert [(p.config, p.baseline) for p in family] == [
+        ("vote", "cot"),
+        ("direct", "cot"),
+        ("vote", "direct"),
+    ]
+    assert [(p.gained, p.lost) for p in family] == [(7, 0), (2, 1), (6, 0)]
+    with pytest.raises(ItemsError, match="not a configuration of every folder: judge"):
+        pairs(pool([a]), ["cot", "judge"])
+
+
+def test_the_pairs_table_adjusts_over_every_pair() -> None:
+    family = [
+        Paired("vote", "cot", 20, 12, 0),  # p = 0.00049
+        Paired("direct", "cot", 20, 6, 0),  # p = 0.031: under 0.05 alone, not among three
+        Paired("vote", "direct", 20, 3, 3),  # p = 1
+    ]
+    lines = pairs_markdown(family).splitlines()
+    assert "Holm p (3 pairs)" in lines[0]
+    assert lines[2].endswith("| 0.000488 | 0.00146 | yes |")
+    assert lines[3].endswith("| 0.0312 | 0.0625 | no |")
+    assert lines[4].endswith("| 1 | 1 | no |")
+    assert family[1].p_value < 0.05
+
+
+def test_ponder_compare_against_several_prints_every_pair(tmp_path: Path) -> None:
+    a = folder(tmp_path / "a", [(COT, {0}), (VOTE, {1, 2}), (DIRECT, {1})])
+    result = CliRunner().invoke(app, ["compare", str(a), "--against", "direct"])
+    assert result.exit_code == 0, result.output
+    assert "Every pair read against cot, direct:" in result.output
+    assert "| vote | direct | 4 |" in result.output
+    assert "| direct | cot | 4 |" in result.output
+    refused = CliRunner().invoke(app, ["compare", str(a), "--against", "judge"])
+    assert refused.exit_code == 2
+    assert "not a configuration of every folder: judge" in refused.output

@@ -91,3 +91,26 @@ def compare(pooled: Pool, baseline: str | None) -> tuple[list[Summary], list[Pai
         raise ItemsError(f"baseline {baseline!r} is not a configuration of every folder ({names})")
     against = paired(chosen, pooled.configurations, pooled.records)
     return summaries, row_by_row(summaries, pooled.configurations, against)
+
+
+def pairs(pooled: Pool, references: Sequence[str]) -> list[Paired]:
+    """Every configuration against each of ``references`` (configuration names), each
+    unordered pair once (the first reference that reaches it names its side): the family
+    over which :func:`~ponder.clients.evaluation.report.pairs_markdown` adjusts p-values."""
+    by_name = {c.name: c for c in pooled.configurations}
+    unknown = [name for name in references if name not in by_name]
+    if unknown:
+        names = ", ".join(by_name)
+        raise ItemsError(f"not a configuration of every folder: {', '.join(unknown)} ({names})")
+    seen: set[frozenset[str]] = set()
+    result: list[Paired] = []
+    for reference in dict.fromkeys(references):
+        against = paired(by_name[reference], pooled.configurations, pooled.records)
+        for configuration in pooled.configurations:
+            pair = frozenset((configuration.name, reference))
+            comparison = against.get(configuration.key)
+            if len(pair) == 1 or pair in seen or comparison is None:
+                continue
+            seen.add(pair)
+            result.append(comparison)
+    return result

@@ -269,6 +269,27 @@ def markdown(summaries: Sequence[Summary], against: Sequence[Paired | None] | No
     return "\n".join(lines) + "\n"
 
 
+def pairs_markdown(comparisons: Sequence[Paired], level: float = 0.05) -> str:
+    """Paired comparisons as one family: each difference, McNemar's p and that p adjusted
+    by Holm's method over every row, with whether it stands at ``level``. Reading a table
+    against several baselines makes more comparisons than any one column shows; this
+    corrects for all of them."""
+    family = holm([p.p_value for p in comparisons])
+    lines = [
+        "| configuration | against | n | difference (95% CI) | gained / lost | McNemar p "
+        f"| Holm p ({len(comparisons)} pairs) | stands at {level:g} |",
+        "| --- | --- | --: | --: | --: | --: | --: | --- |",
+    ]
+    for p, adjusted in zip(comparisons, family, strict=True):
+        low, high = p.interval
+        lines.append(
+            f"| {p.config} | {p.baseline} | {p.items} "
+            f"| {p.difference:+.1%} ({low:+.1%} to {high:+.1%}) | {p.gained} / {p.lost} "
+            f"| {p.p_value:.3g} | {adjusted:.3g} | {'yes' if adjusted < level else 'no'} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 _LABEL = re.compile(r"[^A-Za-z0-9_.:=,+/\[\]() -]")
 
 
