@@ -8,6 +8,7 @@ from typing import Any
 import matplotlib.pyplot as plt
 import pytest
 from matplotlib.path import Path as MatplotlibPath
+from matplotlib.text import Text
 from matplotlib.transforms import Bbox
 
 from ponder.clients.evaluation.configs import Configuration
@@ -233,5 +234,45 @@ def test_a_label_nearer_another_marker_than_its_own_is_joined_to_its_own() -> No
                     assert text.arrow_patch is not None, (
                         f"{points[i].name}'s label is as near {points[j].name} with no line"
                     )
+    finally:
+        plt.close(figure)
+
+
+def test_a_leader_line_is_drawn_from_the_corner_its_label_faces_the_marker_with() -> None:
+    # SVAMP's all-tokens panel (docs/evaluation.md): the global summary's leader was drawn
+    # from its label's centre, crossed the label and left it under best_of_n's, where it
+    # read as best_of_n's; placing had kept the line (from the corner facing the marker)
+    # off every other label.
+    points = [
+        Point("direct", 263, 0.45, 0.356, 0.548),
+        Point("cot", 314, 0.38, 0.291, 0.478),
+        Point("PS+", 423, 0.34, 0.255, 0.437),
+        Point("self_consistency n=4", 1095, 0.53, 0.433, 0.625),
+        Point("self_consistency n=8 fixed (draw order)", 2237, 0.58, 0.482, 0.672),
+        Point("best_of_n n=4 judge", 2328, 0.45, 0.356, 0.548),
+        Point("sr rounds=2", 1341, 0.39, 0.300, 0.488),
+        Point("pdr [4,1] global_summary", 3149, 0.4, 0.309, 0.498),
+        Point("pdr [4,1] shared_top_k", 1777, 0.43, 0.337, 0.528),
+    ]
+    frontier = [(263, 0.45), (1095, 0.53), (2237, 0.58)]
+    figure, ax = labelled_panel(points, frontier)
+    # The report's panel: a third of its 18 inches, less the gaps between panels.
+    figure.set_size_inches(18 / 3.44, 6.5)
+    try:
+        assert place_labels(ax, points, frontier) == []
+        figure.canvas.draw()
+        renderer = figure.canvas.get_renderer()
+        leaders = [text for text in ax.texts if text.arrow_patch is not None]
+        assert len(leaders) >= 3
+        texts = {text.get_text(): Text.get_window_extent(text, renderer) for text in ax.texts}
+        for text in leaders:
+            point = next(p for p in points if p.name == text.get_text())
+            x, y = ax.transData.transform((point.x, point.y))
+            own = texts[point.name]
+            facing = (min(max(x, own.x0), own.x1), min(max(y, own.y0), own.y1))
+            assert text.arrow_patch is not None
+            start = text.arrow_patch.get_path().vertices[0]
+            gap = ((start[0] - facing[0]) ** 2 + (start[1] - facing[1]) ** 2) ** 0.5
+            assert gap < 8, f"{point.name}'s leader leaves its label {gap:.0f} px off its corner"
     finally:
         plt.close(figure)

@@ -286,11 +286,27 @@ def _annotate(
         va=va,
         fontsize=size,
         arrowprops=(
-            {"arrowstyle": "-", "color": "0.55", "linewidth": 0.6, "shrinkA": 1, "shrinkB": 4}
+            {
+                "arrowstyle": "-",
+                "color": "0.55",
+                "linewidth": 0.6,
+                "shrinkA": 1,
+                "shrinkB": 4,
+                # From the label's side or corner that faces the marker, as placing it
+                # assumed (:func:`_leader`); from the text's centre the line would cross
+                # the label and end beside whatever lies past it.
+                "relpos": (_facing(offset[0]), _facing(offset[1])),
+            }
             if leader
             else None
         ),
     )
+
+
+def _facing(offset: float) -> float:
+    """Where, across a label placed ``offset`` from its marker, the side facing it is:
+    0 (left or bottom), 0.5 (the middle) or 1."""
+    return 0.5 - 0.5 * ((offset > 0) - (offset < 0))
 
 
 def _contains(outer: Bbox, inner: Bbox) -> bool:
