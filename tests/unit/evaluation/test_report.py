@@ -254,7 +254,7 @@ def test_a_leader_line_is_drawn_from_the_corner_its_label_faces_the_marker_with(
         Point("pdr [4,1] global_summary", 3149, 0.4, 0.309, 0.498),
         Point("pdr [4,1] shared_top_k", 1777, 0.43, 0.337, 0.528),
     ]
-    frontier = [(263, 0.45), (1095, 0.53), (2237, 0.58)]
+    frontier = [(263.0, 0.45), (1095.0, 0.53), (2237.0, 0.58)]
     figure, ax = labelled_panel(points, frontier)
     # The report's panel: a third of its 18 inches, less the gaps between panels.
     figure.set_size_inches(18 / 3.44, 6.5)
