@@ -478,8 +478,11 @@ def compare(
     ],
     baseline: Annotated[
         str | None,
-        typer.Option(help="the configuration the others are compared with, problem by problem"),
-    ] = "cot",
+        typer.Option(
+            help="the configuration the others are compared with, problem by problem "
+            "(default: the one named cot, if any)"
+        ),
+    ] = None,
     config: Annotated[
         list[str] | None,
         typer.Option(
@@ -514,6 +517,8 @@ def compare(
         raise typer.Exit(2) from None
     try:
         pooled = pool(folders, config, limit)
+        if baseline is None and any(c.name == "cot" for c in pooled.configurations):
+            baseline = "cot"
         summaries, rows = compare_pool(pooled, baseline)
         references = [*([baseline] if baseline else []), *(against or [])]
         family = pairs(pooled, references) if against else []

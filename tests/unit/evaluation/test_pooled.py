@@ -131,3 +131,14 @@ def test_ponder_compare_against_several_prints_every_pair(tmp_path: Path) -> Non
     refused = CliRunner().invoke(app, ["compare", str(a), "--against", "judge"])
     assert refused.exit_code == 2
     assert "not a configuration of every folder: judge" in refused.output
+
+
+def test_ponder_compare_without_cot_compares_nothing_unless_asked(tmp_path: Path) -> None:
+    a = folder(tmp_path / "a", [(VOTE, {1, 2}), (DIRECT, {1})])
+    result = CliRunner().invoke(app, ["compare", str(a)])
+    assert result.exit_code == 0, result.output
+    assert "| vote | 4 | 50.0%" in result.output
+    assert "McNemar" not in result.output
+    asked = CliRunner().invoke(app, ["compare", str(a), "--baseline", "direct"])
+    assert asked.exit_code == 0, asked.output
+    assert "vs direct: difference" in asked.output
