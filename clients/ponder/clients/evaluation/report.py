@@ -79,6 +79,12 @@ class Paired:
         return d - half, d + half
 
     @property
+    def shown_difference(self) -> str:
+        """The difference with its interval, as the report tables print it."""
+        low, high = self.interval
+        return f"{self.difference:+.1%} ({low:+.1%} to {high:+.1%})"
+
+    @property
     def p_value(self) -> float:
         """McNemar's exact two-sided p-value (a binomial test on the discordant items)."""
         return mcnemar_exact(self.gained, self.lost)
@@ -260,9 +266,8 @@ def markdown(summaries: Sequence[Summary], against: Sequence[Paired | None] | No
             if p is None or p.config == p.baseline:
                 row += " — | — | — |"
             else:
-                low, high = p.interval
                 row += (
-                    f" {p.difference:+.1%} ({low:+.1%} to {high:+.1%}), {p.gained} gained, "
+                    f" {p.shown_difference}, {p.gained} gained, "
                     f"{p.lost} lost | {p.p_value:.3g} | {adjusted[index]:.3g} |"
                 )
         lines.append(row)
@@ -281,10 +286,9 @@ def pairs_markdown(comparisons: Sequence[Paired], level: float = 0.05) -> str:
         "| --- | --- | --: | --: | --: | --: | --: | --- |",
     ]
     for p, adjusted in zip(comparisons, family, strict=True):
-        low, high = p.interval
         lines.append(
             f"| {p.config} | {p.baseline} | {p.items} "
-            f"| {p.difference:+.1%} ({low:+.1%} to {high:+.1%}) | {p.gained} / {p.lost} "
+            f"| {p.shown_difference} | {p.gained} / {p.lost} "
             f"| {p.p_value:.3g} | {adjusted:.3g} | {'yes' if adjusted < level else 'no'} |"
         )
     return "\n".join(lines) + "\n"
