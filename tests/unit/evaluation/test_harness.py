@@ -104,3 +104,18 @@ async def test_records_that_name_no_settings_pass_and_need_a_model_named(
 def test_a_folder_without_these_items_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ItemsError, match="holds no item of these configurations"):
         report_only(DATASET, [DIRECT], OPTIONS, tmp_path, console=quiet())
+
+
+async def test_a_report_of_some_configurations_names_the_others_in_the_folder(
+    tmp_path: Path,
+) -> None:
+    await answered(tmp_path, PDR, DIRECT)
+    console = Console(record=True, width=400)
+    report_only(DATASET, [DIRECT], OPTIONS, tmp_path, console=console)
+    said = " ".join(console.export_text().split())
+    assert "cover the 1 configuration(s) given" in said
+    assert "also answers 1 other(s): pdr [2,1]. One report of them all" in said
+    assert "| pdr [2,1] |" not in Outputs(tmp_path).report.read_text()
+    console = Console(record=True, width=400)
+    report_only(DATASET, [DIRECT, PDR], OPTIONS, tmp_path, console=console)
+    assert "also answers" not in console.export_text()

@@ -199,6 +199,14 @@ def write_reports(
         f"items: {outputs.items}\nsummary: {outputs.summary}\nplot: {outputs.plot}\n"
         f"frontier (ponder serve --frontier): {outputs.frontier}"
     )
+    left_out = _left_out(outputs, dataset, configurations)
+    if left_out:  # a run of a few configurations into a shared folder reports those alone
+        console.print(
+            f"[yellow]these reports cover the {len(configurations)} configuration(s) given; "
+            f"{outputs.items} also answers {len(left_out)} other(s): "
+            f"{', '.join(left_out)}. One report of them all: list them in --configs and "
+            "add --report-only (nothing is asked again)[/]"
+        )
     if publish_to is not None and report["results"]:
         try:
             publish(publish_to, report, api_key)
@@ -220,6 +228,20 @@ def _records(
         for r in latest_records(outputs.items).values()
         if r["item"] in wanted and r["config_key"] in keys
     ]
+
+
+def _left_out(
+    outputs: Outputs, dataset: Dataset, configurations: Sequence[Configuration]
+) -> list[str]:
+    """The names of the other configurations with answers to these problems in the folder."""
+    wanted = {p.id for p in dataset.problems}
+    keys = {c.key for c in configurations}
+    names: dict[str, str] = {}
+    for record in latest_records(outputs.items).values():
+        other = record["item"] in wanted and record["config_key"] not in keys
+        if other and not record.get("error"):
+            names.setdefault(record["config_key"], record["config"])
+    return list(names.values())
 
 
 def _against(
