@@ -12,7 +12,7 @@ from matplotlib.text import Text
 from matplotlib.transforms import Bbox
 
 from ponder.clients.evaluation.configs import Configuration
-from ponder.clients.evaluation.plot import Point, place_labels, plot
+from ponder.clients.evaluation.plot import Point, footnote, place_labels, plot
 from ponder.clients.evaluation.report import (
     holm,
     label,
@@ -276,3 +276,17 @@ def test_a_leader_line_is_drawn_from_the_corner_its_label_faces_the_marker_with(
             assert gap < 8, f"{point.name}'s leader leaves its label {gap:.0f} px off its corner"
     finally:
         plt.close(figure)
+
+
+def test_the_note_of_numbered_labels_sits_just_under_the_panels() -> None:
+    figure, axes = plt.subplots(1, 3, figsize=(18, 6.5))
+    for ax in axes:
+        ax.set_xlabel("mean latency per problem (s)")
+    figure.subplots_adjust(left=0.05, right=0.98, top=0.84, bottom=0.2)
+    note = footnote(figure, "[12] pdr [4,2,1] shared_top_k")
+    renderer = figure.canvas.get_renderer()  # type: ignore[attr-defined]
+    lowest = min(ax.get_tightbbox(renderer).y0 for ax in axes)
+    box = note.get_window_extent(renderer)
+    assert box.y1 < lowest  # under every axis label
+    assert lowest - box.y1 < 20  # and near them: no blank band once the figure is cropped
+    plt.close(figure)

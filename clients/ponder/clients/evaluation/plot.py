@@ -24,9 +24,10 @@ matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt
 from matplotlib.axes import Axes
 from matplotlib.backend_bases import RendererBase
+from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.path import Path as LinePath
-from matplotlib.text import Annotation
+from matplotlib.text import Annotation, Text
 from matplotlib.transforms import Bbox
 
 from ponder.clients.evaluation.report import Summary
@@ -40,6 +41,8 @@ DISTANCES = (6, 18, 30, 44, 60)
 LEADER_FROM = 18
 #: How much nearer its own marker than any other a label must be to need no line (pixels).
 CLEARLY = 4.0
+#: Space between the lowest panel's axis label and the note of numbered labels (pixels).
+FOOTNOTE_GAP = 8.0
 
 
 def _offsets() -> tuple[tuple[int, int, str, str], ...]:
@@ -138,7 +141,7 @@ def plot(summaries: Sequence[Summary], path: Path, title: str) -> list[str]:
             if entry not in numbered:
                 numbered.append(entry)
     if numbered:
-        figure.text(0.05, 0.02, "   ".join(numbered), fontsize=8, va="bottom", wrap=True)
+        footnote(figure, "   ".join(numbered))
     figure.savefig(path, dpi=120, bbox_inches="tight", pad_inches=0.15)  # no blank margins
     plt.close(figure)
     return numbered
@@ -211,6 +214,16 @@ def place_labels(
         taken.append(text.get_window_extent(renderer))
         numbered.append(f"{mark} {point.name}")
     return numbered
+
+
+def footnote(figure: Figure, text: str) -> Text:
+    """``text`` just under the lowest panel's axis label: a fixed place at the figure's
+    foot left a blank band between the panels and the note once the figure was cropped."""
+    renderer = figure.canvas.get_renderer()  # type: ignore[attr-defined]
+    boxes = [ax.get_tightbbox(renderer) for ax in figure.axes]
+    lowest = min((box.y0 for box in boxes if box is not None), default=FOOTNOTE_GAP)
+    _, y = figure.transFigure.inverted().transform((0.0, lowest - FOOTNOTE_GAP))
+    return figure.text(0.05, y, text, fontsize=8, va="top", wrap=True)
 
 
 def _leads(offset: tuple[int, int, str, str]) -> bool:
