@@ -283,10 +283,12 @@ def test_the_note_of_numbered_labels_sits_just_under_the_panels() -> None:
     for ax in axes:
         ax.set_xlabel("mean latency per problem (s)")
     figure.subplots_adjust(left=0.05, right=0.98, top=0.84, bottom=0.2)
-    note = footnote(figure, "[12] pdr [4,2,1] shared_top_k")
-    renderer = figure.canvas.get_renderer()  # type: ignore[attr-defined]
-    lowest = min(ax.get_tightbbox(renderer).y0 for ax in axes)
-    box = note.get_window_extent(renderer)
-    assert box.y1 < lowest  # under every axis label
-    assert lowest - box.y1 < 20  # and near them: no blank band once the figure is cropped
-    plt.close(figure)
+    try:
+        note = footnote(figure, "[12] pdr [4,2,1] shared_top_k")
+        renderer = figure.canvas.get_renderer()  # type: ignore[attr-defined]
+        lowest = min(ax.get_tightbbox(renderer).y0 for ax in axes)
+        box = note.get_window_extent(renderer)
+        assert box.y1 < lowest  # under every axis label
+        assert lowest - box.y1 < 20  # and near them: no blank band once the figure is cropped
+    finally:
+        plt.close(figure)
